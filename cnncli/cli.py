@@ -45,3 +45,62 @@ def cli() -> None:
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+# -- engine: summary, gradcheck ---------------------------------------------------------------
+
+def _load_config(spec: str, overrides: tuple[str, ...] = ()) -> Any:
+    """A validated run config from a path or preset name (ConfigError on any problem)."""
+    from cnncli.config import load_config
+
+    return load_config(spec, overrides)
+
+
+@cli.command()
+@click.option("--config", "config_spec", required=True, metavar="FILE|PRESET",
+              help="A YAML config file, or the name of a bundled preset such as 'lenet'.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override one config value (YAML-parsed); repeatable.")
+def summary(config_spec: str, overrides: tuple[str, ...]) -> None:
+    """Print the network's layers, output shapes and parameter counts."""
+    from cnncli.network import build_network, format_summary
+
+    cfg = _load_config(config_spec, overrides)
+    net = build_network(cfg.model.input_shape, cfg.model.layers)
+    click.echo(format_summary(net))
+
+
+@cli.command()
+@click.option("--config", "config_spec", default=None, metavar="FILE|PRESET",
+              help="Check this network (at its input shape, small random batch) instead of "
+                   "the built-in suite.")
+@click.option("--tol", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Largest relative error that passes.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the random data.")
+@click.option("--batch", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Batch size of the random input (with --config).")
+@click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Entries checked per tensor, chosen at random (with --config).")
+def gradcheck(config_spec: str | None, tol: float, seed: int, batch: int, samples: int) -> None:
+    """Compare every analytic gradient with finite differences in float64.
+
+    With no --config, checks every registered layer type in several configurations, both
+    losses and two small whole networks. Exits 0 only if every row passes.
+    """
+    from cnncli import gradcheck as gc
+
+    if config_spec is None:
+        results = gc.run_default_checks(seed=seed, tol=tol)
+    else:
+        cfg = _load_config(config_spec)
+        results = gc.check_model(cfg.model.input_shape, cfg.model.layers, cfg.loss, seed=seed,
+                                 tol=tol, batch=batch, limit=samples, name=config_spec)
+    width = max(len(r.name) for r in results)
+    click.echo(f"{'check':<{width}}  {'max rel error':>13}  result  worst")
+    for r in results:
+        verdict = "pass" if r.passed else "FAIL"
+        click.echo(f"{r.name:<{width}}  {r.max_rel_error:>13.2e}  {verdict:<6}  {r.worst}")
+    failed = sum(not r.passed for r in results)
+    click.echo(f"{len(results) - failed} passed, {failed} failed (tolerance {tol:g})")
+    if failed:
+        raise SystemExit(1)

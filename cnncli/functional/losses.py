@@ -1,7 +1,8 @@
 """Losses over a batch of columns, averaged over the batch.
 
     softmax cross-entropy: L = -mean_n log softmax(z_n)[y_n],     dL/dz = (p - onehot(y)) / N
-    mean squared error:    L = mean_n 1/2 ||y_hat_n - onehot(y_n)||^2,  dL/dy_hat = (y_hat - onehot(y)) / N
+    mean squared error:    L = mean_n 1/2 ||y_hat_n - onehot(y_n)||^2,
+                           dL/dy_hat = (y_hat - onehot(y)) / N
 
 Shapes, batch last: z, y_hat: (K, N); y: (N,) integer class labels.
 """

@@ -1,4 +1,4 @@
-"""Activation layers (`relu`, `leaky_relu`, `sigmoid`, `tanh`) and `dropout`: any shape in, same out."""
+"""Activations (`relu`, `leaky_relu`, `sigmoid`, `tanh`) and `dropout`: any shape in, same out."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ def resolve_padding(padding: Any, kernel: tuple[int, int], stride: tuple[int, in
         return (0, 0, 0, 0)
     if padding == "same":
         out = []
-        for k, s, n in zip(kernel, stride, hw):
+        for k, s, n in zip(kernel, stride, hw, strict=True):
             total = max((-(-n // s) - 1) * s + k - n, 0)
             out += [total // 2, total - total // 2]
         return (out[0], out[1], out[2], out[3])

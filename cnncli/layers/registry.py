@@ -1,4 +1,4 @@
-"""Layer types registered by the name a YAML spec uses in its `type` field (Caffe's layer factory)."""
+"""Layer types registered by the name a YAML spec gives as `type` (Caffe's layer factory)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,160 @@
+"""network.py and layers/: registry, shape inference errors, config round-trip, summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnncli.errors import ConfigError, ShapeError
+from cnncli.layers import known_types, layer_class, register
+from cnncli.layers.base import Layer
+from cnncli.network import build_network, format_summary
+
+LENET = [
+    {"type": "conv", "filters": 6, "kernel": 5, "padding": "same"},
+    {"type": "relu"},
+    {"type": "maxpool", "size": 2},
+    {"type": "conv", "filters": 16, "kernel": 5},
+    {"type": "relu"},
+    {"type": "maxpool", "size": 2},
+    {"type": "flatten"},
+    {"type": "dense", "units": 120},
+    {"type": "relu"},
+    {"type": "dense", "units": 84},
+    {"type": "relu"},
+    {"type": "dense", "units": 10},
+]
+
+
+def test_lenet_shapes_and_parameter_count() -> None:
+    net = build_network((1, 28, 28), LENET)
+    shapes = [layer.output_shape for layer in net.layers]
+    assert shapes[0] == (6, 28, 28) and shapes[2] == (6, 14, 14)
+    assert shapes[3] == (16, 10, 10) and shapes[5] == (16, 5, 5) and shapes[6] == (400,)
+    # 6*25+6 + 16*6*25+16 + 400*120+120 + 120*84+84 + 84*10+10
+    assert net.param_count() == 156 + 2416 + 48120 + 10164 + 850 == 61706
+    table = format_summary(net)
+    assert "conv 6@5x5 s1 same" in table and "(16, 5, 5)" in table
+    assert table.splitlines()[-1] == "total parameters: 61,706"
+
+
+def test_forward_backward_shapes_and_float32(rng: np.random.Generator) -> None:
+    net = build_network((1, 28, 28), LENET, rng=rng)
+    x = rng.standard_normal((1, 28, 28, 5)).astype(np.float32)
+    out = net.forward(x)
+    assert out.shape == (10, 5) and out.dtype == np.float32
+    dx = net.backward(np.ones_like(out))
+    assert dx.shape == x.shape and dx.dtype == np.float32
+    grads = net.named_gradients()
+    params = net.named_parameters()
+    assert list(grads) == list(params)
+    assert list(params)[:2] == ["layers.0.weight", "layers.0.bias"]
+    assert all(grads[k].shape == params[k].shape for k in params)
+
+
+def test_same_seed_same_weights_and_float64_option() -> None:
+    a = build_network((1, 8, 8), LENET[:3], rng=np.random.default_rng(5))
+    b = build_network((1, 8, 8), LENET[:3], rng=np.random.default_rng(5), dtype=np.float64)
+    assert b.named_parameters()["layers.0.weight"].dtype == np.float64
+    np.testing.assert_allclose(a.named_parameters()["layers.0.weight"],
+                               b.named_parameters()["layers.0.weight"], rtol=1e-6)
+
+
+def test_config_round_trips() -> None:
+    specs = [*LENET[:6], {"type": "dropout", "rate": 0.25}, {"type": "flatten"},
+             {"type": "dense", "units": 10, "init": "glorot"}, {"type": "leaky_relu", "alpha": 0.2},
+             {"type": "avgpool", "size": [1, 1], "stride": 1}][:10]
+    net = build_network((3, 32, 32), specs)
+    cfg = net.get_config()
+    again = build_network(cfg["input_shape"], cfg["layers"])
+    assert again.get_config() == cfg
+    assert cfg["layers"][0] == {"type": "conv", "filters": 6, "kernel": [5, 5], "stride": [1, 1],
+                                "padding": "same", "init": None}
+
+
+def test_default_init_is_he_before_relu_and_glorot_before_sigmoid() -> None:
+    rng = np.random.default_rng(0)
+    flat = {"type": "flatten"}
+    relu_net = build_network((1, 10, 100), [flat, {"type": "dense", "units": 400},
+                                            {"type": "dropout"}, {"type": "relu"}], rng=rng)
+    sig_net = build_network((1, 10, 100), [flat, {"type": "dense", "units": 400},
+                                           {"type": "sigmoid"}], rng=rng)
+    w_he = relu_net.layers[1].params["weight"]
+    w_gl = sig_net.layers[1].params["weight"]
+    assert abs(w_he.std() - np.sqrt(2 / 1000)) < 0.002
+    assert abs(w_gl.std() - np.sqrt(6 / 1400) / np.sqrt(3)) < 0.002  # uniform(-l, l) std
+    assert np.abs(w_gl).max() <= np.sqrt(6 / 1400)
+
+
+def test_unknown_layer_type_lists_known_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_network((1, 28, 28), [{"type": "convv", "filters": 3}])
+    msg = str(err.value)
+    assert msg.startswith("layers[0] (convv): unknown layer type 'convv' (known: avgpool, conv,")
+    assert ", ".join(known_types()) in msg
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        ([{"type": "conv", "filters": 3, "kernel": 0}],
+         "layers[0] (conv): kernel must be a positive integer, received 0"),
+        ([{"type": "conv", "filters": -3, "kernel": 3}],
+         "layers[0] (conv): filters must be a positive integer, received -3"),
+        ([{"type": "conv", "filters": 3, "kernel": 3, "padding": "full"}],
+         "layers[0] (conv): padding must be one of valid, same, received 'full'"),
+        ([{"type": "relu"}, {"type": "dropout", "rate": 1.5}],
+         "layers[1] (dropout): rate must be a number in [0, 1), received 1.5"),
+        ([{"type": "conv", "filters": 3, "kernl": 3}],
+         "layers[0] (conv): unknown field 'kernl' (known: filters, kernel, stride, padding, init)"),
+        ([{"type": "dense", "units": 3, "init": "xavier"}],
+         "layers[0] (dense): init must be one of he, glorot, received 'xavier'"),
+        (["relu"], "layers[0]: must be a mapping with a 'type', received 'relu'"),
+        ([{"units": 3}], "layers[0]: missing 'type' in {'units': 3}"),
+    ],
+)
+def test_bad_parameters_name_layer_field_and_value(specs: list, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        build_network((1, 8, 8), specs)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        ([{"type": "maxpool", "size": 2}, {"type": "conv", "filters": 2, "kernel": 5}],
+         "layers[1] (conv): kernel 5x5 is bigger than its padded input 4x4 "
+         "(input shape (1, 4, 4))"),
+        ([{"type": "maxpool", "size": 2}, {"type": "maxpool", "size": 2},
+          {"type": "maxpool", "size": 2}, {"type": "maxpool", "size": 2}],
+         "layers[3] (maxpool): window 2x2 is bigger than its input 1x1, which would pool to "
+         "zero size (input shape (1, 1, 1))"),
+        ([{"type": "dense", "units": 10}],
+         "layers[0] (dense): needs a flat input (D,), received shape (1, 8, 8); "
+         "add {type: flatten} before it"),
+        ([{"type": "flatten"}, {"type": "conv", "filters": 2, "kernel": 1}],
+         "layers[1] (conv): needs an image input (C, H, W), received shape (64,)"),
+    ],
+)
+def test_shape_misfits_name_layer_and_shapes(specs: list, message: str) -> None:
+    with pytest.raises(ShapeError) as err:
+        build_network((1, 8, 8), specs)
+    assert str(err.value) == message
+
+
+def test_bad_input_shape_quotes_value() -> None:
+    with pytest.raises(ConfigError, match=r"received \[1, 28\]"):
+        build_network([1, 28], LENET)
+
+
+def test_registry_refuses_duplicates() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register("conv")(type("Again", (Layer,), {}))
+    assert layer_class("conv").type_name == "conv"
+
+
+@pytest.mark.parametrize(("h", "k", "s", "expected"), [(28, 5, 1, 28), (7, 3, 2, 4), (8, 4, 2, 4)])
+def test_same_padding_gives_ceil_of_size_over_stride(h: int, k: int, s: int, expected: int) -> None:
+    net = build_network((1, h, h), [{"type": "conv", "filters": 1, "kernel": k, "stride": s,
+                                      "padding": "same"}])
+    assert net.output_shape == (1, expected, expected)
