@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -344,6 +345,31 @@ class LoadedConfig:
     name: str
     source: str
 
+    # the sections, so that callers can write cfg.model, cfg.train, ...
+    @property
+    def model(self) -> ModelConfig:
+        return self.run.model
+
+    @property
+    def loss(self) -> str:
+        return self.run.loss
+
+    @property
+    def optimizer(self) -> SGDConfig | AdamConfig:
+        return self.run.optimizer
+
+    @property
+    def schedule(self) -> ConstantSchedule | StepSchedule | CosineSchedule:
+        return self.run.schedule
+
+    @property
+    def train(self) -> TrainConfig:
+        return self.run.train
+
+    @property
+    def data(self) -> DataConfig:
+        return self.run.data
+
     def resolved(self) -> dict[str, Any]:
         """Every section with every default filled in; layer specs as the engine resolves them.
 
@@ -410,12 +436,16 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
 
 
 def load_config(
-    name_or_path: str, overrides: list[Override] | tuple[Override, ...] = ()
+    name_or_path: str, overrides: Sequence[Override | str] = ()
 ) -> LoadedConfig:
-    """Read a config file or preset, apply overrides, validate everything (model included)."""
+    """Read a config file or preset, apply overrides, validate everything (model included).
+
+    Overrides apply in order; a plain string is parsed like `--set key.path=value`.
+    """
     text, name, source = find_config(name_or_path)
     data = parse_yaml(text, source)
-    return validate_config(data, source=source, name=name, overrides=overrides)
+    parsed = [ov if isinstance(ov, Override) else Override.parse(ov) for ov in overrides]
+    return validate_config(data, source=source, name=name, overrides=parsed)
 
 
 def validate_config(
