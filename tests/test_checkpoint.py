@@ -1,0 +1,221 @@
+"""Checkpoints: exact round-trip, atomic writes, and one clear error for every bad file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.numpy import load_file, save_file
+
+from cnncli.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    write_atomic,
+)
+from cnncli.config import validate_config
+from cnncli.errors import CheckpointError
+from cnncli.network import build_network
+from cnncli.optim import build_optimizer
+
+SMALL = """\
+model:
+  layers:
+    - {type: conv, filters: 2, kernel: 5}
+    - {type: relu}
+    - {type: maxpool, size: 4}
+    - {type: flatten}
+    - {type: dense, units: 10}
+optimizer: {type: adam, lr: 0.01}
+train: {epochs: 2, batch_size: 8}
+"""
+
+
+def _make(text: str = SMALL, seed: int = 0) -> Checkpoint:
+    cfg = validate_config(yaml.safe_load(text), source="x.yaml")
+    rng = np.random.default_rng(seed)
+    net = build_network(cfg.model.input_shape, cfg.model.layers, rng=rng)
+    opt = build_optimizer(cfg.optimizer.model_dump(), net.named_parameters())
+    grads = {k: np.ones_like(v) for k, v in net.named_parameters().items()}
+    opt.step(grads)
+    return Checkpoint(config=cfg.resolved(), weights=net.named_parameters(),
+                      optimizer=opt.state_dict(), epoch=1, step=7,
+                      rng_state=rng.bit_generator.state,
+                      history=[{"epoch": 1, "val_acc": 0.5}])
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[Path, Checkpoint]:
+    ckpt = _make()
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, ckpt)
+    return path, ckpt
+
+
+def _load_error(path: Path) -> str:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_round_trip_is_exact(saved):
+    path, ckpt = saved
+    got, cfg = load_checkpoint(path)
+    assert got.config == ckpt.config and cfg.resolved() == ckpt.config
+    assert (got.epoch, got.step, got.history, got.progress) == (1, 7, ckpt.history, None)
+    assert set(got.weights) == set(ckpt.weights)
+    for k, v in ckpt.weights.items():
+        assert got.weights[k].dtype == np.float32 and np.array_equal(got.weights[k], v)
+    for k, v in ckpt.optimizer.items():
+        assert np.array_equal(got.optimizer[k], v)
+    assert int(got.optimizer["step"]) == 1
+
+
+def test_generator_state_round_trips_exactly(saved):
+    path, ckpt = saved
+    got, _ = load_checkpoint(path)
+    a = np.random.default_rng()
+    a.bit_generator.state = ckpt.rng_state
+    b = np.random.default_rng()
+    b.bit_generator.state = got.rng_state
+    assert np.array_equal(a.integers(0, 2**62, 100), b.integers(0, 2**62, 100))
+
+
+def test_mid_epoch_progress_and_permutation_round_trip(tmp_path):
+    ckpt = _make()
+    ckpt.progress = {"batch": 3, "loss_sum": 0.1 + 0.2, "correct": 5, "seen": 24, "seconds": 1.5}
+    ckpt.permutation = np.array([3, 1, 2, 0], dtype=np.int64)
+    save_checkpoint(tmp_path / "c.safetensors", ckpt)
+    got = read_checkpoint(tmp_path / "c.safetensors")
+    assert got.progress == ckpt.progress  # floats survive JSON bit for bit
+    assert np.array_equal(got.permutation, ckpt.permutation)
+    assert "train.permutation" not in got.weights
+
+
+def test_file_is_plain_safetensors_with_dotted_names(saved):
+    path, _ = saved
+    tensors = load_file(path)
+    assert "layers.0.weight" in tensors and "layers.4.bias" in tensors
+    assert "optimizer.layers.0.weight.m" in tensors and "optimizer.step" in tensors
+
+
+def test_write_leaves_no_temporary_files(saved):
+    path, _ = saved
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.safetensors"]
+
+
+def test_failed_write_keeps_the_old_file_intact(saved, monkeypatch):
+    path, _ = saved
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        save_checkpoint(path, _make(seed=1))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.safetensors"]
+
+
+def test_write_atomic_replaces_content(tmp_path):
+    path = tmp_path / "f.txt"
+    write_atomic(path, b"one")
+    write_atomic(path, b"two")
+    assert path.read_bytes() == b"two"
+
+
+def test_missing_file(tmp_path):
+    assert "no such checkpoint file" in _load_error(tmp_path / "nope.safetensors")
+
+
+def test_folder_is_not_a_checkpoint(tmp_path):
+    assert "is a folder" in _load_error(tmp_path)
+
+
+@pytest.mark.parametrize("cut", [0, 5, 100, -1, -50])
+def test_truncated_file(saved, cut):
+    path, _ = saved
+    data = path.read_bytes()
+    path.write_bytes(data[:cut] if cut >= 0 else data[:cut])
+    msg = _load_error(path)
+    assert "truncated or corrupted" in msg or "digest" in msg
+
+
+def test_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.safetensors"
+    path.write_text("model:\n  layers: []\n")
+    assert "not a readable safetensors checkpoint" in _load_error(path)
+
+
+def test_flipped_byte_in_the_tensors_is_detected(saved):
+    path, _ = saved
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert "do not match their recorded digest; the file is corrupted" in _load_error(path)
+
+
+def test_foreign_safetensors_file(tmp_path):
+    path = tmp_path / "model.safetensors"
+    save_file({"conv1.weight": np.zeros((6, 1, 5, 5), np.float32)}, path)
+    assert "not a cnncli checkpoint" in _load_error(path)
+
+
+def test_weights_from_another_architecture_are_refused(tmp_path):
+    wider = _make(SMALL.replace("filters: 2", "filters: 3"))
+    narrow = _make()
+    wider.config = narrow.config  # the tensors of one model under the config of another
+    path = tmp_path / "mixed.safetensors"
+    save_checkpoint(path, wider)
+    msg = _load_error(path)
+    assert "layers.0.weight has shape (3, 1, 5, 5)" in msg and "another architecture" in msg
+
+
+def test_missing_weight_is_refused(tmp_path):
+    ckpt = _make()
+    del ckpt.weights["layers.4.bias"]
+    save_checkpoint(tmp_path / "c.safetensors", ckpt)
+    assert "missing 'layers.4.bias'" in _load_error(tmp_path / "c.safetensors")
+
+
+def test_optimizer_state_of_another_optimizer_is_refused(tmp_path):
+    ckpt = _make()
+    ckpt.optimizer = {}
+    save_checkpoint(tmp_path / "c.safetensors", ckpt)
+    assert "optimizer state does not match Adam" in _load_error(tmp_path / "c.safetensors")
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    ckpt = _make()
+    ckpt.weights["layers.0.bias"][0] = np.nan
+    save_checkpoint(tmp_path / "c.safetensors", ckpt)
+    assert "layers.0.bias contains NaN" in _load_error(tmp_path / "c.safetensors")
+
+
+def test_invalid_saved_config_is_a_checkpoint_error(tmp_path):
+    ckpt = _make()
+    ckpt.config = {**ckpt.config, "optimizer": {"type": "adam", "lr": -1.0}}
+    save_checkpoint(tmp_path / "c.safetensors", ckpt)
+    msg = _load_error(tmp_path / "c.safetensors")
+    assert "(saved config): optimizer.lr: must be > 0" in msg
+
+
+def test_metadata_holds_json_config_epoch_step_rng_and_history(saved):
+    path, ckpt = saved
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    meta = json.loads(data[8:8 + n])["__metadata__"]
+    assert meta["format"] == "cnncli.checkpoint"
+    assert json.loads(meta["config"]) == ckpt.config
+    assert (meta["epoch"], meta["step"]) == ("1", "7")
+    assert json.loads(meta["rng"])["bit_generator"] == "PCG64"
+    assert json.loads(meta["history"]) == ckpt.history
