@@ -104,3 +104,32 @@ def gradcheck(config_spec: str | None, tol: float, seed: int, batch: int, sample
     click.echo(f"{len(results) - failed} passed, {failed} failed (tolerance {tol:g})")
     if failed:
         raise SystemExit(1)
+
+
+# -- configs: config show, config schema -------------------------------------------------------
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect run configs: the resolved values, or the JSON schema for editors."""
+
+
+@config_group.command("show")
+@click.option("--config", "config_spec", required=True, metavar="FILE|PRESET",
+              help="A YAML config file, or the name of a bundled preset such as 'lenet'.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override one config value (YAML-parsed); repeatable.")
+def config_show(config_spec: str, overrides: tuple[str, ...]) -> None:
+    """Print the resolved config as YAML: every default filled in, overrides applied."""
+    from cnncli.config import dump_yaml
+
+    click.echo(dump_yaml(_load_config(config_spec, overrides).resolved()), nl=False)
+
+
+@config_group.command("schema")
+def config_schema() -> None:
+    """Print the JSON schema of config files (point your editor's YAML support at it)."""
+    import json
+
+    from cnncli.config import config_schema as schema
+
+    click.echo(json.dumps(schema(), indent=2))
