@@ -412,7 +412,8 @@ class Trainer:
         tc = self.cfg.run.train
         self.start()
         while self.epoch < tc.epochs:
-            row = self._train_epoch(cb, stop)
+            with np.errstate(over="ignore", invalid="ignore"):  # a NaN loss is caught below
+                row = self._train_epoch(cb, stop)
             self._end_epoch(row)
             cb.on_epoch_end(row)
             reason = self._early_stop()
