@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import images
 
 from cnncli.functional.pool import (
@@ -80,3 +81,62 @@ def test_pool_keeps_float32() -> None:
                      (avgpool2d_forward, avgpool2d_backward)):
         out, cache = fwd(x, (2, 2), (2, 2))
         assert out.dtype == np.float32 and bwd(out, cache).dtype == np.float32
+
+
+def _naive_maxpool(x: np.ndarray, dout: np.ndarray, size: tuple[int, int],
+                   stride: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Window by window with np.argmax (first max, row-major): the reference."""
+    c_, _, _, n_ = x.shape
+    oh, ow = dout.shape[1], dout.shape[2]
+    out, dx = np.zeros(dout.shape), np.zeros_like(x)
+    for c in range(c_):
+        for n in range(n_):
+            for i in range(oh):
+                for j in range(ow):
+                    r, s = i * stride[0], j * stride[1]
+                    win = x[c, r : r + size[0], s : s + size[1], n]
+                    out[c, i, j, n] = win.max()
+                    a, b = np.unravel_index(np.argmax(win), win.shape)
+                    dx[c, r + a, s + b, n] += dout[c, i, j, n]
+    return out, dx
+
+
+@pytest.mark.parametrize(("shape", "size", "stride"), [
+    ((3, 8, 6, 5), (2, 2), (2, 2)),  # tiles exactly: backward assigns into every view
+    ((2, 7, 9, 4), (2, 2), (2, 2)),  # odd sizes: the last row and column belong to no window
+    ((2, 9, 9, 3), (3, 3), (3, 3)),
+    ((2, 8, 9, 3), (2, 3), (2, 3)),
+    ((1, 9, 9, 2), (2, 2), (3, 3)),  # gaps between windows
+    ((2, 7, 7, 3), (3, 3), (2, 2)),  # overlapping: backward adds
+])
+def test_maxpool_matches_naive_first_max_with_many_ties(
+    rng: np.random.Generator, shape: tuple[int, ...], size: tuple[int, int],
+    stride: tuple[int, int],
+) -> None:
+    x = rng.integers(0, 3, shape).astype(np.float32)  # three values only: ties everywhere
+    out, cache = maxpool2d_forward(x, size, stride)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    ref_out, ref_dx = _naive_maxpool(x, dout, size, stride)
+    np.testing.assert_array_equal(out, ref_out)
+    np.testing.assert_allclose(maxpool2d_backward(dout, cache), ref_dx, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("shape", "size", "stride"), [
+    ((2, 8, 6, 3), (2, 2), (2, 2)), ((2, 7, 9, 3), (2, 2), (2, 2)), ((1, 9, 9, 2), (2, 2), (3, 3)),
+])
+def test_avgpool_non_overlapping_matches_naive(
+    rng: np.random.Generator, shape: tuple[int, ...], size: tuple[int, int],
+    stride: tuple[int, int],
+) -> None:
+    x = rng.standard_normal(shape)
+    out, cache = avgpool2d_forward(x, size, stride)
+    dout = rng.standard_normal(out.shape)
+    dx = avgpool2d_backward(dout, cache)
+    ref_dx = np.zeros_like(x)
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            r, s = i * stride[0], j * stride[1]
+            np.testing.assert_allclose(
+                out[:, i, j], x[:, r : r + size[0], s : s + size[1]].mean(axis=(1, 2)))
+            ref_dx[:, r : r + size[0], s : s + size[1]] += dout[:, i, j][:, None, None] / 4
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12)
