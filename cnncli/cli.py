@@ -133,3 +133,44 @@ def config_schema() -> None:
     from cnncli.config import config_schema as schema
 
     click.echo(json.dumps(schema(), indent=2))
+
+
+# -- speed: bench -------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--config", "config_spec", required=True, metavar="FILE|PRESET",
+              help="A YAML config file, or the name of a bundled preset such as 'lenet'.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override one config value (YAML-parsed); repeatable.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1),
+              help="Training batch size to time.  [default: the config's train.batch_size]")
+@click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Timed training steps (after 5 warm-up steps); figures are medians.")
+@click.option("--eval-batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Batch size of the timed inference passes.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed for the weights and the synthetic data.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the figures as one JSON object instead of a table.")
+def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, steps: int,
+          eval_batch_size: int, seed: int, as_json: bool) -> None:
+    """Time every layer's forward and backward pass, a training step and inference.
+
+    Runs on random data shaped like the config's input (no download needed), with the
+    config's loss and optimizer. Like `caffe time`: milliseconds per batch for each layer,
+    then training and inference images per second.
+    """
+    import json
+
+    from cnncli.bench import format_result, run_benchmark
+
+    cfg = _load_config(config_spec, overrides)
+    result = run_benchmark(
+        cfg.model.input_shape, cfg.model.layers, cfg.loss, cfg.optimizer.model_dump(),
+        batch_size=batch_size or cfg.train.batch_size, steps=steps,
+        eval_batch_size=eval_batch_size, seed=seed,
+    )
+    if as_json:
+        click.echo(json.dumps({"config": config_spec, **result.to_dict()}, indent=2))
+    else:
+        click.echo(format_result(result, config_spec))

@@ -37,11 +37,21 @@ class Network:
             x = layer.forward(x, training, rng)
         return x
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        """dout: (K, N) -> dx: (C, H, W, N); each layer's grads are overwritten."""
-        for layer in reversed(self.layers):
+    def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """dout: (K, N) -> dx: (C, H, W, N); each layer's grads are overwritten.
+
+        Training needs no gradient with respect to the images: `input_grad=False` lets the
+        first layer skip it (for a first conv layer, the largest col2im of the step) and
+        returns None.
+        """
+        if not self.layers:
+            return dout if input_grad else None
+        for layer in reversed(self.layers[1:]):
             dout = layer.backward(dout)
-        return dout
+        if input_grad:
+            return self.layers[0].backward(dout)
+        self.layers[0].backward_params(dout)
+        return None
 
     def named_parameters(self) -> dict[str, np.ndarray]:
         """The live parameter arrays under dotted names, e.g. `layers.0.weight`."""

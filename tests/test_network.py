@@ -52,6 +52,22 @@ def test_forward_backward_shapes_and_float32(rng: np.random.Generator) -> None:
     assert all(grads[k].shape == params[k].shape for k in params)
 
 
+@pytest.mark.parametrize("first", [0, 6])  # starting with conv, and with flatten + dense
+def test_backward_without_input_grad_fills_the_same_parameter_gradients(
+    rng: np.random.Generator, first: int
+) -> None:
+    net = build_network((1, 28, 28) if first == 0 else (16, 5, 5), LENET[first:], rng=rng)
+    x = rng.standard_normal((*net.input_shape, 3)).astype(np.float32)
+    dout = rng.standard_normal((10, 3)).astype(np.float32)
+    net.forward(x)
+    assert net.backward(dout) is not None
+    full = {k: v.copy() for k, v in net.named_gradients().items()}
+    net.forward(x)
+    assert net.backward(dout, input_grad=False) is None
+    for name, g in net.named_gradients().items():
+        np.testing.assert_array_equal(g, full[name])
+
+
 def test_same_seed_same_weights_and_float64_option() -> None:
     a = build_network((1, 8, 8), LENET[:3], rng=np.random.default_rng(5))
     b = build_network((1, 8, 8), LENET[:3], rng=np.random.default_rng(5), dtype=np.float64)

@@ -45,7 +45,10 @@ def pad_images(x: np.ndarray, pad: Pad) -> np.ndarray:
     top, bottom, left, right = pad
     if not any(pad):
         return x
-    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    c, h, w, n = x.shape
+    xp = np.zeros((c, h + top + bottom, w + left + right, n), dtype=x.dtype)
+    xp[:, top : top + h, left : left + w, :] = x
+    return xp
 
 
 def im2col(xp: np.ndarray, kh: int, kw: int, stride: tuple[int, int]) -> np.ndarray:
@@ -94,9 +97,13 @@ def conv2d_forward(
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: ConvCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dout: (F, OH, OW, N) -> dx: (C, H, W, N), dw: (F, C, KH, KW), db: (F,)."""
+    dout: np.ndarray, cache: ConvCache, input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """dout: (F, OH, OW, N) -> dx: (C, H, W, N), dw: (F, C, KH, KW), db: (F,).
+
+    With input_grad=False, dx is None and its two passes (a matmul and col2im) are skipped:
+    a network's first layer needs no gradient with respect to the images.
+    """
     c, h, wd, n = cache.x_shape
     w = cache.w
     f, _, kh, kw = w.shape
@@ -105,6 +112,8 @@ def conv2d_backward(
     d2 = dout.reshape(f, oh * ow * n)
     db = d2.sum(axis=1)
     dw = (d2 @ cache.cols.T).reshape(w.shape)  # (F, OH*OW*N) @ (OH*OW*N, C*KH*KW)
+    if not input_grad:
+        return None, dw, db
     dcols = w.reshape(f, -1).T @ d2  # (C*KH*KW, F) @ (F, OH*OW*N)
     dcols = dcols.reshape(c, kh, kw, oh, ow, n)
     dxp = col2im(dcols, (h + top + bottom, wd + left + right), cache.stride)

@@ -19,8 +19,12 @@ def dense_forward(
 
 
 def dense_backward(
-    dout: np.ndarray, cache: tuple[np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """dout: (U, N) -> dx: (D, N) = W^T dout, dw: (U, D) = dout x^T, db: (U,) = sum over N."""
+    dout: np.ndarray, cache: tuple[np.ndarray, np.ndarray], input_grad: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """dout: (U, N) -> dx: (D, N) = W^T dout, dw: (U, D) = dout x^T, db: (U,) = sum over N.
+
+    With input_grad=False, dx is None (not computed).
+    """
     x, w = cache
-    return w.T @ dout, dout @ x.T, dout.sum(axis=1)
+    dx = w.T @ dout if input_grad else None
+    return dx, dout @ x.T, dout.sum(axis=1)

@@ -85,6 +85,13 @@ class Layer:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def backward_params(self, dout: np.ndarray) -> None:
+        """Fill the parameter gradients only, for a first layer whose dx nobody needs.
+
+        Layers that can skip their input gradient (conv, dense) override this.
+        """
+        self.backward(dout)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
         return f"{type(self).__name__}({args})"

@@ -118,3 +118,7 @@ class Conv(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dx, self.grads["weight"], self.grads["bias"] = conv2d_backward(dout, self._cache)
         return dx
+
+    def backward_params(self, dout: np.ndarray) -> None:
+        _, self.grads["weight"], self.grads["bias"] = conv2d_backward(
+            dout, self._cache, input_grad=False)

@@ -72,3 +72,7 @@ class Dense(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dx, self.grads["weight"], self.grads["bias"] = dense_backward(dout, self._cache)
         return dx
+
+    def backward_params(self, dout: np.ndarray) -> None:
+        _, self.grads["weight"], self.grads["bias"] = dense_backward(
+            dout, self._cache, input_grad=False)

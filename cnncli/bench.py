@@ -1,0 +1,240 @@
+"""Where the time of a training step goes: per-layer timings on synthetic data (`caffe time`).
+
+    result = run_benchmark((1, 28, 28), layer_specs, "softmax_cross_entropy",
+                           {"type": "adam", "lr": 1e-3}, batch_size=64, steps=50)
+    result.train_images_per_s, result.eval_images_per_s, result.layers[0].forward_ms
+    result.to_dict()                     # the `cnncli bench --json` object
+
+Three measurements, each the median over its repetitions (machines are noisy; a median
+ignores the odd step that lost the CPU):
+
+- per layer: every layer's forward and backward, the loss and the optimizer step, timed one by
+  one inside `steps` training steps;
+- the training step as training runs it (forward, loss, backward, optimizer update), timed
+  whole: training images/s = batch size / its median;
+- inference: a forward pass in evaluation mode over `eval_batch_size` images.
+
+The data is random (normal images, uniform labels) shaped like the network's input, so no
+download is needed and the figures do not depend on what the images show. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from cnncli.errors import ConfigError
+from cnncli.layers.losses import build_loss
+from cnncli.network import Network, build_network
+from cnncli.optim import build_optimizer
+
+#: the optimizer used when none is given (the usual LeNet choice)
+DEFAULT_OPTIMIZER: dict[str, Any] = {"type": "sgd", "lr": 0.01, "momentum": 0.9}
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    """Median milliseconds per batch of one layer's forward and backward pass."""
+
+    index: int
+    layer: str  # e.g. "conv 6@5x5 s1 same"
+    forward_ms: float
+    backward_ms: float
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """All figures of one benchmark run; `to_dict()` is the JSON form."""
+
+    batch_size: int
+    steps: int
+    layers: list[LayerTime]
+    loss_ms: float  # loss forward + backward
+    optimizer_ms: float  # one optimizer update of every parameter
+    train_step_ms: float  # forward + loss + backward + update, timed whole
+    train_images_per_s: float
+    eval_batch_size: int
+    eval_ms: float  # one evaluation-mode forward pass over eval_batch_size images
+    eval_images_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict: the scalar figures plus `layers`, a list of dicts."""
+        return asdict(self)
+
+
+def synthetic_batch(
+    input_shape: Sequence[int], classes: int, batch: int, rng: np.random.Generator,
+    dtype: np.dtype | type = np.float32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random images (C, H, W, N) ~ N(0, 1), like normalised pixels, and labels (N,)."""
+    x = rng.standard_normal((*input_shape, batch), dtype=np.float32).astype(dtype, copy=False)
+    return x, rng.integers(0, classes, batch)
+
+
+def _median_ms(samples: list[float]) -> float:
+    return float(np.median(samples)) * 1e3
+
+
+def time_layers(
+    net: Network, loss_name: str, optimizer: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+    steps: int, warmup: int,
+) -> tuple[list[LayerTime], float, float]:
+    """Run `warmup + steps` training steps timing each piece; medians over the last `steps`.
+
+    The first layer's backward computes only its parameter gradients, as in training.
+    Returns (per-layer times, loss ms, optimizer ms).
+    """
+    loss = build_loss(loss_name)
+    opt = build_optimizer(optimizer, net.named_parameters())
+    layers = net.layers
+    fwd: list[list[float]] = [[] for _ in layers]
+    bwd: list[list[float]] = [[] for _ in layers]
+    loss_t: list[float] = []
+    opt_t: list[float] = []
+    clock = time.perf_counter
+    for step in range(warmup + steps):
+        keep = step >= warmup
+        h = x
+        for i, layer in enumerate(layers):
+            t0 = clock()
+            h = layer.forward(h, True, None)
+            t1 = clock()
+            if keep:
+                fwd[i].append(t1 - t0)
+        t0 = clock()
+        loss.forward(h, y)
+        d = loss.backward()
+        t1 = clock()
+        if keep:
+            loss_t.append(t1 - t0)
+        for i in range(len(layers) - 1, -1, -1):
+            t0 = clock()
+            if i:
+                d = layers[i].backward(d)
+            else:
+                layers[i].backward_params(d)
+            t1 = clock()
+            if keep:
+                bwd[i].append(t1 - t0)
+        t0 = clock()
+        opt.step(net.named_gradients())
+        t1 = clock()
+        if keep:
+            opt_t.append(t1 - t0)
+    names = [row[1] for row in net.summary_rows()[1:]]  # e.g. "conv 6@5x5 s1 same"
+    rows = [
+        LayerTime(i, names[i], _median_ms(fwd[i]), _median_ms(bwd[i])) for i in range(len(layers))
+    ]
+    return rows, _median_ms(loss_t), _median_ms(opt_t)
+
+
+def time_train_step(
+    net: Network, loss_name: str, optimizer: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+    steps: int, warmup: int,
+) -> float:
+    """Median milliseconds of one whole training step (forward, loss, backward, update)."""
+    loss = build_loss(loss_name)
+    opt = build_optimizer(optimizer, net.named_parameters())
+    samples = []
+    for step in range(warmup + steps):
+        t0 = time.perf_counter()
+        loss.forward(net.forward(x, training=True), y)
+        net.backward(loss.backward(), input_grad=False)
+        opt.step(net.named_gradients())
+        t1 = time.perf_counter()
+        if step >= warmup:
+            samples.append(t1 - t0)
+    return _median_ms(samples)
+
+
+def time_inference(net: Network, x: np.ndarray, repeats: int, warmup: int = 1) -> float:
+    """Median milliseconds of one evaluation-mode forward pass over the batch x."""
+    samples = []
+    for r in range(warmup + repeats):
+        t0 = time.perf_counter()
+        net.forward(x, training=False)
+        t1 = time.perf_counter()
+        if r >= warmup:
+            samples.append(t1 - t0)
+    return _median_ms(samples)
+
+
+def run_benchmark(
+    input_shape: Sequence[int],
+    layer_specs: Sequence[Mapping[str, Any]],
+    loss_name: str = "softmax_cross_entropy",
+    optimizer: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int = 64,
+    steps: int = 50,
+    warmup: int = 5,
+    eval_batch_size: int = 1000,
+    eval_repeats: int | None = None,
+    seed: int = 0,
+) -> BenchResult:
+    """Build the network in float32 and time it on synthetic data (see the module docstring).
+
+    `optimizer` is a config section such as {"type": "adam", "lr": 1e-3}; `eval_repeats`
+    defaults to max(3, steps // 5).
+    """
+    for name, value, least in (("batch_size", batch_size, 1), ("steps", steps, 1),
+                               ("warmup", warmup, 0), ("eval_batch_size", eval_batch_size, 1)):
+        if value < least:
+            raise ConfigError(f"{name} must be at least {least}, received {value}")
+    optimizer = dict(optimizer) if optimizer is not None else dict(DEFAULT_OPTIMIZER)
+    rng = np.random.default_rng(seed)
+    net = build_network(input_shape, layer_specs, rng=rng)
+    classes = int(np.prod(net.output_shape))
+    x, y = synthetic_batch(net.input_shape, classes, batch_size, rng)
+    layers, loss_ms, opt_ms = time_layers(net, loss_name, optimizer, x, y, steps, warmup)
+    step_ms = time_train_step(net, loss_name, optimizer, x, y, steps, warmup)
+    del x, y
+    xe, _ = synthetic_batch(net.input_shape, classes, eval_batch_size, rng)
+    repeats = eval_repeats if eval_repeats is not None else max(3, steps // 5)
+    eval_ms = time_inference(net, xe, repeats)
+    return BenchResult(
+        batch_size=batch_size,
+        steps=steps,
+        layers=layers,
+        loss_ms=loss_ms,
+        optimizer_ms=opt_ms,
+        train_step_ms=step_ms,
+        train_images_per_s=batch_size / (step_ms / 1e3),
+        eval_batch_size=eval_batch_size,
+        eval_ms=eval_ms,
+        eval_images_per_s=eval_batch_size / (eval_ms / 1e3),
+    )
+
+
+def format_result(result: BenchResult, title: str = "") -> str:
+    """A `caffe time`-like table: per-layer forward/backward ms, then the throughputs."""
+    head = ("#", "layer", "forward ms", "backward ms", "total ms")
+    rows = [(str(r.index), r.layer, f"{r.forward_ms:.3f}", f"{r.backward_ms:.3f}",
+             f"{r.forward_ms + r.backward_ms:.3f}") for r in result.layers]
+    parts = sum(r.forward_ms + r.backward_ms for r in result.layers)
+    parts += result.loss_ms + result.optimizer_ms
+    rows += [
+        ("", "loss (forward + backward)", "", "", f"{result.loss_ms:.3f}"),
+        ("", "optimizer step", "", "", f"{result.optimizer_ms:.3f}"),
+        ("", "sum of the parts", "", "", f"{parts:.3f}"),
+    ]
+    widths = [max(len(r[k]) for r in [head, *rows]) for k in range(5)]
+
+    def fmt(r: tuple[str, ...]) -> str:
+        return (f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  "
+                f"{r[3]:>{widths[3]}}  {r[4]:>{widths[4]}}")
+
+    rule = "-" * len(fmt(head))
+    heading = f"{title + ': ' if title else ''}batch {result.batch_size}, " \
+              f"medians of {result.steps} steps on synthetic data"
+    return "\n".join([
+        heading, fmt(head), rule, *(fmt(r) for r in rows), rule,
+        f"train step: {result.train_step_ms:.3f} ms = "
+        f"{result.train_images_per_s:,.0f} images/s (batch {result.batch_size})",
+        f"inference:  {result.eval_ms:.3f} ms = "
+        f"{result.eval_images_per_s:,.0f} images/s (batch {result.eval_batch_size})",
+    ])
