@@ -445,7 +445,7 @@ class Trainer:
             value = self.loss.forward(out, y)
             if not math.isfinite(value):
                 raise TrainingError(self._nan_message(value, e, b, nb))
-            self.net.backward(self.loss.backward())
+            self.net.backward(self.loss.backward(), input_grad=False)
             self.optimizer.lr = self.lr_at(self.step)
             self.optimizer.step(self.net.named_gradients())
             self.step += 1
