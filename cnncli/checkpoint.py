@@ -8,6 +8,7 @@ others read it. Inside a cnncli checkpoint:
               train.permutation          the current epoch's shuffle (only when saved mid-epoch)
     metadata  format, format_version     'cnncli.checkpoint', '1'
               config                     the resolved run config (JSON): enough to rebuild all
+              name                       the config's name (file stem or preset)
               epoch, step                completed epochs, optimizer steps taken
               rng                        the numpy Generator's bit_generator.state (JSON)
               history                    one metrics row per completed epoch (JSON)
@@ -52,6 +53,7 @@ class Checkpoint:
     history: list[dict[str, Any]]
     progress: dict[str, Any] | None = None
     permutation: np.ndarray | None = None
+    name: str = "run"
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -119,6 +121,7 @@ def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
         "rng": json.dumps(ckpt.rng_state),
         "history": json.dumps(ckpt.history),
         "tensors_sha256": _digest(tensors),
+        "name": ckpt.name,
     }
     if ckpt.progress is not None:
         meta["progress"] = json.dumps(ckpt.progress)
@@ -190,7 +193,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
                if not k.startswith(OPTIMIZER_PREFIX) and k != PERMUTATION}
     return Checkpoint(config=config, weights=weights, optimizer=optimizer, epoch=epoch,
                       step=step, rng_state=rng_state, history=history, progress=progress,
-                      permutation=tensors.get(PERMUTATION))
+                      permutation=tensors.get(PERMUTATION), name=meta.get("name", "run"))
 
 
 def check_weights(
@@ -230,7 +233,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Checkpoint, Any]:
     label = str(path)
     ckpt = read_checkpoint(path)
     try:
-        cfg = validate_config(ckpt.config, source=f"{label} (saved config)")
+        cfg = validate_config(ckpt.config, source=f"{label} (saved config)", name=ckpt.name)
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
     net = build_network(cfg.run.model.input_shape, cfg.run.model.layers)

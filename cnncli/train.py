@@ -303,7 +303,6 @@ def plan_resume(
                 f"--resume {path}: continuing here would overwrite {last} (epoch "
                 f"{_epoch_of(last)}); pass --out NEW_FOLDER to continue from this checkpoint "
                 "in a new run folder")
-    cfg.name = run_dir.name
     return ResumePlan(ckpt, cfg, run_dir)
 
 
@@ -391,6 +390,7 @@ class Trainer:
             history=self.history,
             progress=self.progress,
             permutation=self.permutation,
+            name=self.cfg.name,
         )
 
     def start(self) -> None:
