@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import images
 
+from cnncli.functional import conv
 from cnncli.functional.conv import conv2d_backward, conv2d_forward
 from cnncli.gradcheck import numerical_gradient, rel_error
 
@@ -98,3 +99,36 @@ def test_conv_keeps_float32(rng: np.random.Generator) -> None:
     out, cache = conv2d_forward(x, w, np.zeros(2, np.float32), (1, 1), (1, 1, 1, 1))
     dx, dw, db = conv2d_backward(out, cache)
     assert {a.dtype for a in (out, dx, dw, db)} == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize(
+    ("stride", "pad"), [((1, 1), (2, 2, 2, 2)), ((2, 2), (1, 1, 1, 1)), ((2, 1), (2, 1, 0, 1))]
+)
+@pytest.mark.parametrize(("band", "keep"), [(1, 0), (30, 0), (30, 10**9)])
+def test_conv_in_bands_and_rebuilt_columns_match_one_shot(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, stride: tuple[int, int],
+    pad: tuple[int, int, int, int], band: int, keep: int,
+) -> None:
+    # band=1: one output row at a time; keep=0: backward rebuilds im2col from the padded input
+    x = rng.standard_normal((2, 9, 8, 3))
+    w = rng.standard_normal((4, 2, 3, 3))
+    b = rng.standard_normal(4)
+    out, cache = conv2d_forward(x, w, b, stride, pad)
+    dout = rng.standard_normal(out.shape)
+    expected = conv2d_backward(dout, cache)
+    monkeypatch.setattr(conv, "BAND", band)
+    monkeypatch.setattr(conv, "KEEP_COLS", keep)
+    out_b, cache_b = conv2d_forward(x, w, b, stride, pad)
+    assert (cache_b.cols is None) == (keep == 0)
+    np.testing.assert_allclose(out_b, out, rtol=1e-12, atol=1e-12)
+    for got, want in zip(conv2d_backward(dout, cache_b), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    dx, dw, db = conv2d_backward(dout, cache_b, input_grad=False)
+    assert dx is None
+    np.testing.assert_allclose(dw, expected[1], rtol=1e-12)
+
+
+def test_bands_cover_every_row_once_and_evenly() -> None:
+    assert conv.bands(28, 100, 1000) == [(0, 10), (10, 20), (20, 28)]
+    assert conv.bands(5, 100, 10**9) == [(0, 5)]
+    assert conv.bands(3, 100, 1) == [(0, 1), (1, 2), (2, 3)]  # never less than a row

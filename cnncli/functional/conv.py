@@ -9,6 +9,13 @@ Forward is a windowed dot product done as im2col + one matmul; backward is
 Shapes, batch last:
     x: (C, H, W, N)   w: (F, C, KH, KW)   b: (F,)   -> out: (F, OH, OW, N)
     OH = (H + pad_top + pad_bottom - KH) // stride_h + 1   (likewise OW)
+
+Speed and memory: the im2col matrix (C*KH*KW, OH*OW*N) is built and multiplied in bands of
+output rows of about BAND elements, so that each band is still in the CPU cache when the
+matmul reads it (the output band is written in place: with the batch last, a band of output
+rows is one block of every filter's row). Forward keeps the whole matrix for backward when it
+has at most KEEP_COLS elements; a bigger one (a large evaluation batch) is not kept, and
+backward rebuilds it band by band from the padded input instead.
 """
 
 from __future__ import annotations
@@ -19,10 +26,16 @@ import numpy as np
 
 Pad = tuple[int, int, int, int]  # (top, bottom, left, right)
 
+#: im2col matrices with at most this many elements are kept from forward for backward
+KEEP_COLS = 1 << 22
+#: about this many im2col elements are built and multiplied at a time
+BAND = 1 << 20
+
 
 class ConvCache(NamedTuple):
     x_shape: tuple[int, int, int, int]
-    cols: np.ndarray  # (C*KH*KW, OH*OW*N)
+    xp: np.ndarray  # (C, Hp, Wp, N) the zero-padded input
+    cols: np.ndarray | None  # (C*KH*KW, OH*OW*N) im2col of xp, None when too big to keep
     w: np.ndarray
     stride: tuple[int, int]
     pad: Pad
@@ -34,10 +47,21 @@ def conv_output_size(size: int, kernel: int, stride: int, pad_total: int) -> int
     return (size + pad_total - kernel) // stride + 1
 
 
-def _tap(i: int, j: int, oh: int, ow: int, stride: tuple[int, int]) -> tuple[slice, slice]:
-    """Rows and columns of the padded input that kernel tap (i, j) sees: each (OH,) / (OW,)."""
+def _tap(i: int, j: int, rows: tuple[int, int], ow: int,
+         stride: tuple[int, int]) -> tuple[slice, slice]:
+    """Rows and columns of the padded input that kernel tap (i, j) sees for the output rows
+    rows[0] .. rows[1]-1 and every output column: each (rows[1]-rows[0],) / (OW,)."""
     sh, sw = stride
-    return slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+    r0, r1 = rows
+    return slice(r0 * sh + i, (r1 - 1) * sh + i + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+
+
+def bands(oh: int, per_row: int, budget: int) -> list[tuple[int, int]]:
+    """Split output rows 0..OH-1 into even bands of at most max(1, budget // per_row) rows."""
+    rows = max(1, budget // max(per_row, 1))
+    count = -(-oh // rows)
+    size = -(-oh // count)
+    return [(r, min(r + size, oh)) for r in range(0, oh, size)]
 
 
 def pad_images(x: np.ndarray, pad: Pad) -> np.ndarray:
@@ -51,34 +75,33 @@ def pad_images(x: np.ndarray, pad: Pad) -> np.ndarray:
     return xp
 
 
-def im2col(xp: np.ndarray, kh: int, kw: int, stride: tuple[int, int]) -> np.ndarray:
-    """Gather every window of a padded batch into columns.
+def im2col(xp: np.ndarray, cols: np.ndarray, rows: tuple[int, int],
+           stride: tuple[int, int]) -> None:
+    """Gather the windows of output rows rows[0] .. rows[1]-1 into cols, one copy per tap.
 
-    xp: (C, Hp, Wp, N) -> cols: (C, KH, KW, OH, OW, N), one strided copy per kernel tap.
+    xp: (C, Hp, Wp, N) -> cols: (C, KH, KW, R, OW, N) with R = rows[1] - rows[0]; cols may be
+    a band (a view) of a bigger matrix. Each copy moves runs of OW*N contiguous values
+    (stride 1) or N (strided).
     """
-    c, hp, wp, n = xp.shape
-    oh = conv_output_size(hp, kh, stride[0], 0)
-    ow = conv_output_size(wp, kw, stride[1], 0)
-    cols = np.empty((c, kh, kw, oh, ow, n), dtype=xp.dtype)
+    _, kh, kw, _, ow, _ = cols.shape
     for i in range(kh):
         for j in range(kw):
-            rows, cs = _tap(i, j, oh, ow, stride)
-            cols[:, i, j] = xp[:, rows, cs, :]
-    return cols
+            r, c = _tap(i, j, rows, ow, stride)
+            cols[:, i, j] = xp[:, r, c, :]
 
 
-def col2im(dcols: np.ndarray, padded_hw: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """Adjoint of im2col: add every window's gradient back where it came from.
+def col2im(dcols: np.ndarray, dxp: np.ndarray, rows: tuple[int, int],
+           stride: tuple[int, int]) -> None:
+    """Adjoint of im2col: add every window's gradient back where it came from, into dxp.
 
-    dcols: (C, KH, KW, OH, OW, N) -> dxp: (C, Hp, Wp, N). Overlapping windows add up.
+    dcols: (C, KH, KW, R, OW, N) for output rows rows[0] .. rows[1]-1 -> dxp: (C, Hp, Wp, N),
+    added to in place. Overlapping windows add up.
     """
-    c, kh, kw, oh, ow, n = dcols.shape
-    dxp = np.zeros((c, padded_hw[0], padded_hw[1], n), dtype=dcols.dtype)
+    _, kh, kw, _, ow, _ = dcols.shape
     for i in range(kh):
         for j in range(kw):
-            rows, cs = _tap(i, j, oh, ow, stride)
-            dxp[:, rows, cs, :] += dcols[:, i, j]
-    return dxp
+            r, c = _tap(i, j, rows, ow, stride)
+            dxp[:, r, c, :] += dcols[:, i, j]
 
 
 def conv2d_forward(
@@ -88,12 +111,25 @@ def conv2d_forward(
     c, h, wd, n = x.shape
     f, _, kh, kw = w.shape
     xp = pad_images(x, pad)
-    cols = im2col(xp, kh, kw, stride)  # (C, KH, KW, OH, OW, N)
-    oh, ow = cols.shape[3], cols.shape[4]
-    cols = cols.reshape(c * kh * kw, oh * ow * n)
-    out = w.reshape(f, -1) @ cols  # (F, C*KH*KW) @ (C*KH*KW, OH*OW*N) -> (F, OH*OW*N)
-    out += b[:, None]
-    return out.reshape(f, oh, ow, n), ConvCache(x.shape, cols, w, stride, pad, (oh, ow))
+    oh = conv_output_size(xp.shape[1], kh, stride[0], 0)
+    ow = conv_output_size(xp.shape[2], kw, stride[1], 0)
+    k, row = c * kh * kw, ow * n  # im2col rows; output values per output row and filter
+    w2 = w.reshape(f, k)
+    out = np.empty((f, oh, ow, n), dtype=np.result_type(x.dtype, w.dtype))
+    out2 = out.reshape(f, oh * row)
+    parts = bands(oh, k * row, BAND)
+    keep = k * oh * row <= KEEP_COLS
+    longest = max(r1 - r0 for r0, r1 in parts)
+    cols = np.empty((c, kh, kw, oh if keep else longest, ow, n), dtype=x.dtype)
+    for r0, r1 in parts:
+        band = cols[:, :, :, r0:r1] if keep else cols[:, :, :, : r1 - r0]  # slices: views
+        im2col(xp, band, (r0, r1), stride)
+        o = out2[:, r0 * row : r1 * row]  # (F, R*OW*N), a view into out
+        np.matmul(w2, band.reshape(k, (r1 - r0) * row), out=o)  # (F, K) @ (K, R*OW*N)
+        o += b[:, None]
+    kept = cols.reshape(k, oh * row) if keep else None
+    cache = ConvCache(x.shape, xp, kept, w, stride, pad, (oh, ow))
+    return out, cache
 
 
 def conv2d_backward(
@@ -105,17 +141,41 @@ def conv2d_backward(
     a network's first layer needs no gradient with respect to the images.
     """
     c, h, wd, n = cache.x_shape
-    w = cache.w
+    xp, w = cache.xp, cache.w
     f, _, kh, kw = w.shape
     oh, ow = cache.out_hw
-    top, bottom, left, right = cache.pad
-    d2 = dout.reshape(f, oh * ow * n)
+    k, row = c * kh * kw, ow * n
+    w2 = w.reshape(f, k)
+    d2 = dout.reshape(f, oh * row)
     db = d2.sum(axis=1)
-    dw = (d2 @ cache.cols.T).reshape(w.shape)  # (F, OH*OW*N) @ (OH*OW*N, C*KH*KW)
-    if not input_grad:
+    parts = bands(oh, k * row, BAND)
+    longest = max(r1 - r0 for r0, r1 in parts)
+    kept = cache.cols
+    if kept is not None:  # one matmul: (F, OH*OW*N) @ (OH*OW*N, K)
+        dw = d2 @ kept.T
+    else:  # rebuilt band by band below
+        dw = np.zeros((f, k), dtype=np.result_type(dout.dtype, xp.dtype))
+        cols = np.empty((c, kh, kw, longest, ow, n), dtype=xp.dtype)
+    dtype = np.result_type(dout.dtype, w.dtype)
+    dxp = np.zeros(xp.shape, dtype=dtype) if input_grad else None
+    dcols = np.empty((k, longest * row), dtype=dtype) if input_grad else None
+    for r0, r1 in parts:
+        d = d2[:, r0 * row : r1 * row]  # (F, R*OW*N)
+        shape6 = (c, kh, kw, r1 - r0, ow, n)
+        if kept is None:
+            band = cols[:, :, :, : r1 - r0]
+            im2col(xp, band, (r0, r1), cache.stride)
+            dw += d @ band.reshape(k, -1).T  # (F, R*OW*N) @ (R*OW*N, K)
+        if dxp is not None and dcols is not None:
+            dband = dcols[:, : (r1 - r0) * row]
+            np.matmul(w2.T, d, out=dband)  # (K, F) @ (F, R*OW*N)
+            col2im(dband.reshape(shape6), dxp, (r0, r1), cache.stride)
+    dw = dw.reshape(w.shape)
+    if dxp is None:
         return None, dw, db
-    dcols = w.reshape(f, -1).T @ d2  # (C*KH*KW, F) @ (F, OH*OW*N)
-    dcols = dcols.reshape(c, kh, kw, oh, ow, n)
-    dxp = col2im(dcols, (h + top + bottom, wd + left + right), cache.stride)
-    dx = dxp[:, top : top + h, left : left + wd, :]
-    return np.ascontiguousarray(dx), dw, db
+    top, bottom, left, right = cache.pad
+    if any(cache.pad):
+        dx = np.ascontiguousarray(dxp[:, top : top + h, left : left + wd, :])
+    else:
+        dx = dxp
+    return dx, dw, db
