@@ -174,3 +174,69 @@ def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, 
         click.echo(json.dumps({"config": config_spec, **result.to_dict()}, indent=2))
     else:
         click.echo(format_result(result, config_spec))
+
+
+# -- data: download, info ---------------------------------------------------------------------
+
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False), default=None, envvar="CNNCLI_DATA_DIR",
+    help="Where MNIST is cached. [default: $CNNCLI_DATA_DIR, else ~/.cache/cnncli/mnist]")
+mirror_option = click.option(
+    "--mirror", "mirrors", multiple=True, metavar="URL|DIR",
+    help="A mirror to try first: http(s)://, file:// or a folder; repeatable "
+         "(also $CNNCLI_MIRROR).")
+
+
+def make_byte_progress(quiet: bool) -> Any:
+    """A ProgressFactory drawing tqdm byte bars on stderr (none when quiet or not a tty)."""
+    import sys
+
+    from tqdm import tqdm
+
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def factory(desc: str, total: int | None) -> Any:
+        return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                    leave=False, file=sys.stderr)
+
+    return factory
+
+
+@cli.group("data")
+def data_group() -> None:
+    """Download, verify and inspect the MNIST files."""
+
+
+@data_group.command("download")
+@data_dir_option
+@mirror_option
+@click.option("--force", is_flag=True, help="Fetch again even if the cached files verify.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def data_download(data_dir: str | None, mirrors: tuple[str, ...], force: bool,
+                  quiet: bool) -> None:
+    """Fetch the four MNIST files, verify their SHA-256 and cache them."""
+    from cnncli.data.mnist import ensure_files, resolve_data_dir
+
+    paths = ensure_files(data_dir, mirrors=mirrors, force=force,
+                         progress=make_byte_progress(quiet))
+    if not quiet:
+        click.echo(f"MNIST verified in {resolve_data_dir(data_dir)} ({len(paths)} files)")
+
+
+@data_group.command("info")
+@data_dir_option
+def data_info(data_dir: str | None) -> None:
+    """Show where the files are, whether each is present and verified, and the split sizes."""
+    from cnncli.data.mnist import data_info as info
+
+    folder, rows = info(data_dir)
+    click.echo(f"data folder: {folder}")
+    for r in rows:
+        shape = "x".join(map(str, r["shape"])) if r["shape"] else "-"
+        size = f"{r['bytes']:,} bytes" if r["bytes"] is not None else ""
+        click.echo(f"  {r['name']:<25} {r['status']:<9} {shape:<12} {size}")
+    if all(r["status"] in ("verified", "ok") for r in rows):
+        click.echo(f"train: {rows[0]['shape'][0]} images, test: {rows[2]['shape'][0]} images")
+    else:
+        click.echo("run `cnncli data download` to fetch what is missing")
