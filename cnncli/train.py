@@ -397,8 +397,11 @@ class Trainer:
         """Create the run folder (if needed) and write config.yaml."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(self.run_dir / "config.yaml", dump_yaml(self.config).encode())
-        if self.history:
+        if self.history:  # resumed: make the metrics files match the checkpoint
             write_metrics(self.run_dir, self.history)
+            at_best = best_epoch(self.history) == self.epoch and self.progress is None
+            if at_best and not (self.run_dir / BEST).exists():  # continued in a new folder
+                save_checkpoint(self.run_dir / BEST, self.checkpoint())
 
     # -- loops ------------------------------------------------------------------------------
     def fit(self, callbacks: Callbacks | None = None, stop: StopFlag | None = None
@@ -512,15 +515,17 @@ class Trainer:
         best = best_epoch(self.history)
         test = None
         t0 = time.perf_counter()
+        # a run continued in a new folder may lack its best epoch's weights: test the last
+        name = BEST if (self.run_dir / BEST).exists() else LAST
         if self.data.test is not None and best is not None:
-            ckpt, _ = load_checkpoint(self.run_dir / BEST)
+            ckpt, _ = load_checkpoint(self.run_dir / name)
             model = self.cfg.run.model
             net = build_network(model.input_shape, model.layers)
             params = net.named_parameters()
             for name, arr in ckpt.weights.items():
                 params[name][...] = arr
             ev = evaluate(net, self.loss, self.data.test, self.cfg.run.train.eval_batch_size)
-            test = {"checkpoint": BEST, "images": len(self.data.test), "accuracy": ev.accuracy,
+            test = {"checkpoint": name, "images": len(self.data.test), "accuracy": ev.accuracy,
                     "loss": ev.loss}
         best_row = self.history[best - 1] if best is not None else {}
         train_seconds = sum(r["seconds"] for r in self.history)
