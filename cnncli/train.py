@@ -125,15 +125,23 @@ def make_dataset(
 
 
 def load_dataset(
-    run: RunConfig, *, data_dir: str | Path | None = None, progress: Any = None
+    run: RunConfig,
+    *,
+    data_dir: str | Path | None = None,
+    mirrors: tuple[str, ...] | list[str] = (),
+    progress: Any = None,
 ) -> Dataset:
-    """Load MNIST (downloading and verifying it if needed) and split it as the config says."""
+    """Load MNIST (fetched and verified by cnncli.data if needed), split as the config says.
+
+    `data_dir` (e.g. --data-dir) wins over the config's data.data_dir; `mirrors` are tried
+    before the config's data.mirrors. `progress` is a cnncli.data ProgressFactory.
+    """
     from cnncli.data import load_mnist
 
     folder = data_dir if data_dir is not None else run.data.data_dir
-    mnist = load_mnist(folder, mirrors=run.data.mirrors, progress=progress)
-    return make_dataset(mnist.train_images, mnist.train_labels, mnist.test_images,
-                        mnist.test_labels, run.train.val_split, run.train.limit)
+    arrays = load_mnist(folder, mirrors=[*mirrors, *run.data.mirrors], progress=progress)
+    return make_dataset(arrays.train_images, arrays.train_labels, arrays.test_images,
+                        arrays.test_labels, run.train.val_split, run.train.limit)
 
 
 # -- evaluation -----------------------------------------------------------------------------
@@ -268,8 +276,7 @@ class ResumePlan:
 
 
 def plan_resume(
-    path: str | Path, *, epochs: int | None = None, out: Path | None = None,
-    data_overrides: list[Override] | None = None,
+    path: str | Path, *, epochs: int | None = None, out: Path | None = None
 ) -> ResumePlan:
     """Check a --resume request before any data is loaded or anything is written.
 
@@ -279,12 +286,9 @@ def plan_resume(
     """
     path = Path(path)
     ckpt, cfg = load_checkpoint(path)
-    overrides = list(data_overrides or [])
     if epochs is not None:
-        overrides.append(Override.of("--epochs", "train.epochs", epochs))
-    if overrides:
         cfg = validate_config(ckpt.config, source=f"{path} (saved config)", name=cfg.name,
-                              overrides=overrides)
+                              overrides=[Override.of("--epochs", "train.epochs", epochs)])
     total = cfg.run.train.epochs
     if ckpt.progress is None and ckpt.epoch >= total:
         raise ConfigError(f"--resume {path}: the run already finished its {ckpt.epoch} "
@@ -516,17 +520,17 @@ class Trainer:
         test = None
         t0 = time.perf_counter()
         # a run continued in a new folder may lack its best epoch's weights: test the last
-        name = BEST if (self.run_dir / BEST).exists() else LAST
+        weights_file = BEST if (self.run_dir / BEST).exists() else LAST
         if self.data.test is not None and best is not None:
-            ckpt, _ = load_checkpoint(self.run_dir / name)
+            ckpt, _ = load_checkpoint(self.run_dir / weights_file)
             model = self.cfg.run.model
             net = build_network(model.input_shape, model.layers)
             params = net.named_parameters()
             for name, arr in ckpt.weights.items():
                 params[name][...] = arr
             ev = evaluate(net, self.loss, self.data.test, self.cfg.run.train.eval_batch_size)
-            test = {"checkpoint": name, "images": len(self.data.test), "accuracy": ev.accuracy,
-                    "loss": ev.loss}
+            test = {"checkpoint": weights_file, "images": len(self.data.test),
+                    "accuracy": ev.accuracy, "loss": ev.loss}
         best_row = self.history[best - 1] if best is not None else {}
         train_seconds = sum(r["seconds"] for r in self.history)
         summary = {
