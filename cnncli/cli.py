@@ -240,3 +240,227 @@ def data_info(data_dir: str | None) -> None:
         click.echo(f"train: {rows[0]['shape'][0]} images, test: {rows[2]['shape'][0]} images")
     else:
         click.echo("run `cnncli data download` to fetch what is missing")
+
+
+# -- training: train, eval ---------------------------------------------------------------------
+
+def _percent(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """One summary line per epoch."""
+    val = ""
+    if row["val_acc"] is not None:
+        val = f"  val loss {row['val_loss']:.4f} acc {_percent(row['val_acc'])}"
+    return (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  train loss "
+            f"{row['train_loss']:.4f} acc {_percent(row['train_acc'])}{val}  lr {row['lr']:.2e}"
+            f"  {row['seconds']:.1f}s  {row['images_per_s']:,.0f} img/s")
+
+
+def _progress_callbacks(quiet: bool) -> Any:
+    """Callbacks drawing a tqdm bar per epoch and echoing one line per finished epoch."""
+    from tqdm import tqdm
+
+    from cnncli.train import Callbacks
+
+    class Progress(Callbacks):
+        def __init__(self) -> None:
+            self.bar: Any = None
+            self.epochs = 0
+
+        def on_epoch_start(self, epoch: int, epochs: int, batches: int, done: int) -> None:
+            self.epochs = epochs
+            if not quiet:
+                self.bar = tqdm(total=batches, initial=done, desc=f"epoch {epoch}/{epochs}",
+                                unit="batch", leave=False, dynamic_ncols=True)
+
+        def on_step(self, epoch: int, batch: int, loss: float, accuracy: float,
+                    images_per_s: float) -> None:
+            if self.bar is not None:
+                self.bar.set_postfix_str(f"loss {loss:.4f} acc {_percent(accuracy)} "
+                                         f"{images_per_s:,.0f} img/s", refresh=False)
+                self.bar.update(1)
+
+        def on_epoch_end(self, row: dict[str, Any]) -> None:
+            self.close()
+            if not quiet:
+                click.echo(_epoch_line(row, self.epochs))
+
+        def close(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return Progress()
+
+
+#: options that would change a resumed run's saved config
+_RESUME_FIXED = (("config_spec", "--config"), ("overrides", "--set"),
+                 ("batch_size", "--batch-size"), ("lr", "--lr"), ("seed", "--seed"),
+                 ("limit", "--limit"))
+
+
+@cli.command()
+@click.option("--config", "config_spec", metavar="FILE|PRESET",
+              help="A YAML config file, or the name of a bundled preset such as 'lenet'.")
+@click.option("--resume", type=click.Path(), metavar="CHECKPOINT",
+              help="Continue the run saved in this checkpoint (e.g. runs/x/last.safetensors); "
+                   "its config travels inside it.")
+@click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
+              help="Run folder (default runs/<config>-<YYYYmmdd-HHMMSS>); must be new or empty.")
+@click.option("--epochs", type=int,
+              help="Override train.epochs. With --resume: the new total (the schedule is "
+                   "recomputed for it, so a cosine decay is stretched).")
+@click.option("--batch-size", type=int, help="Override train.batch_size.")
+@click.option("--lr", type=float, help="Override optimizer.lr.")
+@click.option("--seed", type=int, help="Override train.seed.")
+@click.option("--limit", type=int, metavar="N",
+              help="Train on the first N training images only (quick runs).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override any config value (YAML-parsed), e.g. --set optimizer.momentum=0.8; "
+                   "repeatable.")
+@data_dir_option
+@mirror_option
+@click.option("--quiet", "-q", is_flag=True,
+              help="No model table, progress bars or epoch lines; only the final result line.")
+@click.pass_context
+def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: str | None,
+          epochs: int | None, batch_size: int | None, lr: float | None, seed: int | None,
+          limit: int | None, overrides: tuple[str, ...], data_dir: str | None,
+          mirrors: tuple[str, ...], quiet: bool) -> None:
+    """Train a network on MNIST and write a run folder (config, metrics, checkpoints, summary).
+
+    Ctrl-C stops after the current step, writes a resumable checkpoint and exits with 130.
+    """
+    from pathlib import Path
+
+    from cnncli.config import Override, load_config
+    from cnncli.errors import ConfigError
+    from cnncli.network import format_summary
+    from cnncli.train import (
+        Trainer,
+        TrainingInterrupted,
+        check_new_run_dir,
+        default_run_dir,
+        deferred_interrupt,
+        load_dataset,
+        plan_resume,
+    )
+
+    given = dict(config_spec=config_spec, overrides=overrides, batch_size=batch_size, lr=lr,
+                 seed=seed, limit=limit)
+    if resume is not None:
+        for key, option in _RESUME_FIXED:
+            if given[key]:
+                raise ConfigError(f"{option} cannot be combined with --resume: a resumed run "
+                                  "keeps its saved config (only --epochs, --data-dir and "
+                                  "--mirror may change)")
+        plan = plan_resume(resume, epochs=epochs, out=Path(out) if out else None)
+        cfg, ckpt, run_dir = plan.config, plan.checkpoint, plan.run_dir
+    else:
+        if config_spec is None:
+            raise ConfigError("train needs --config FILE|PRESET (or --resume CHECKPOINT)")
+        options = [Override.of(opt, key, val) for opt, key, val in (
+            ("--epochs", "train.epochs", epochs), ("--batch-size", "train.batch_size", batch_size),
+            ("--lr", "optimizer.lr", lr), ("--seed", "train.seed", seed),
+            ("--limit", "train.limit", limit)) if val is not None]
+        cfg = load_config(config_spec, [*overrides, *options])
+        ckpt = None
+        run_dir = Path(out) if out else default_run_dir(cfg.name)
+        check_new_run_dir(run_dir)
+    data = load_dataset(cfg.run, data_dir=data_dir, mirrors=mirrors,
+                        progress=make_byte_progress(quiet))
+    trainer = Trainer(cfg, data, run_dir, resume=ckpt)
+    if not quiet:
+        click.echo(format_summary(trainer.net))
+        val = len(data.val) if data.val is not None else 0
+        action = f"resuming {resume} at epoch {ckpt.epoch + 1}" if ckpt else "training"
+        click.echo(f"{action}: {len(data.train):,} training images, {val:,} validation; "
+                   f"run folder {run_dir}")
+    progress = _progress_callbacks(quiet)
+    try:
+        with deferred_interrupt() as stop:
+            summary = trainer.fit(progress, stop)
+    except TrainingInterrupted as exc:
+        progress.close()
+        click.echo(f"Interrupted in epoch {exc.epoch} after step {exc.step}; saved "
+                   f"{exc.checkpoint}", err=True)
+        click.echo(f"Resume with: cnncli train --resume {exc.checkpoint}", err=True)
+        ctx.exit(130)
+    finally:
+        progress.close()
+    test = summary["test"]
+    result = (f"test accuracy {_percent(test['accuracy'])} (loss {test['loss']:.4f}, "
+              f"{test['images']:,} images)" if test else "no test set")
+    click.echo(f"best epoch {summary['best_epoch']} (val acc "
+               f"{_percent(summary['best_val_acc'])}): {result}; {summary['epochs']} epochs in "
+               f"{summary['train_seconds']:.0f}s; run folder {run_dir}")
+
+
+@cli.command("eval")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True,
+              help="test: the 10,000 test images; val: the run's validation images; train: the "
+                   "whole 60,000-image training file.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Images per forward pass (default: the run's train.eval_batch_size).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: accuracy, loss, per_class, confusion_matrix.")
+@data_dir_option
+@mirror_option
+def eval_(checkpoint: str, split: str, batch_size: int | None, as_json: bool,
+          data_dir: str | None, mirrors: tuple[str, ...]) -> None:
+    """Evaluate a checkpoint: accuracy, mean loss, per-class precision/recall/F1, confusion matrix.
+
+    Needs nothing but the checkpoint: the model's config travels inside it.
+    """
+    import json
+
+    from cnncli.checkpoint import load_checkpoint
+    from cnncli.config import NUM_CLASSES
+    from cnncli.layers.losses import build_loss
+    from cnncli.metrics import confusion_matrix, per_class
+    from cnncli.network import build_network
+    from cnncli.train import evaluate, load_dataset
+
+    ckpt, cfg = load_checkpoint(checkpoint)
+    run = cfg.run.model_copy(deep=True)
+    run.train.limit = None
+    if split == "train":
+        run.train.val_split = 0.0
+    data = load_dataset(run, data_dir=data_dir, mirrors=mirrors,
+                        progress=make_byte_progress(as_json))
+    part = {"test": data.test, "val": data.val, "train": data.train}[split]
+    if part is None:
+        from cnncli.errors import ConfigError
+
+        raise ConfigError(f"--split {split}: this run has no {split} images "
+                          f"(train.val_split is {cfg.run.train.val_split})")
+    net = build_network(run.model.input_shape, run.model.layers)
+    params = net.named_parameters()
+    for name, arr in ckpt.weights.items():
+        params[name][...] = arr
+    ev = evaluate(net, build_loss(run.loss), part, batch_size or run.train.eval_batch_size)
+    cm = confusion_matrix(ev.labels, ev.predictions, NUM_CLASSES)
+    classes = per_class(cm)
+    if as_json:
+        click.echo(json.dumps({
+            "checkpoint": str(checkpoint), "epoch": ckpt.epoch, "split": split,
+            "images": len(part), "accuracy": ev.accuracy, "loss": ev.loss,
+            "per_class": classes, "confusion_matrix": cm.tolist()}))
+        return
+    click.echo(f"{checkpoint} (epoch {ckpt.epoch}) on the {split} split, {len(part):,} images")
+    click.echo(f"accuracy {_percent(ev.accuracy)}   mean loss {ev.loss:.4f}")
+    click.echo("")
+    click.echo(f"{'class':>5}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}")
+    for c in classes:
+        click.echo(f"{c['class']:>5}  {_percent(c['precision']):>9}  {_percent(c['recall']):>7}"
+                   f"  {_percent(c['f1']):>7}  {c['support']:>7,}")
+    click.echo("")
+    click.echo("confusion matrix (rows: true class, columns: predicted class)")
+    width = max(5, len(f"{int(cm.max()):,}") + 1)
+    click.echo("true\\pred" + "".join(f"{k:>{width}}" for k in range(NUM_CLASSES)))
+    for k in range(NUM_CLASSES):
+        click.echo(f"{k:>9}" + "".join(f"{int(v):>{width},}" for v in cm[k]))
