@@ -1,0 +1,309 @@
+"""`cnncli train`, `eval` and `config`: bad input ends in one `Error:` line with the right exit
+code and no traceback, nothing on disk is overwritten, and the happy paths work end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+from synthetic_mnist import use_generated_data
+
+from cnncli.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+from cnncli.cli import cli
+from cnncli.config import validate_config
+from cnncli.network import build_network
+from cnncli.optim import build_optimizer
+
+TINY = """\
+model:
+  layers:
+    - {type: conv, filters: 4, kernel: 5}
+    - {type: relu}
+    - {type: maxpool, size: 4}
+    - {type: flatten}
+    - {type: dense, units: 10}
+optimizer: {type: adam, lr: 0.01}
+train: {epochs: 2, batch_size: 32, val_split: 0.2}
+"""
+
+
+def run(*args: str | os.PathLike[str]) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_one_line_error(code: int, out: str, err: str, expected_code: int, *needles: str
+                          ) -> str:
+    """Exit code as expected, stderr is one `Error: ...` line, no traceback anywhere."""
+    assert code == expected_code, (code, out, err)
+    assert "Traceback" not in out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under folder with its bytes and modification time."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def make_checkpoint(path: Path, text: str = TINY) -> Path:
+    """A valid checkpoint of an untrained model (no data needed)."""
+    cfg = validate_config(yaml.safe_load(text), source="x")
+    rng = np.random.default_rng(0)
+    net = build_network(cfg.model.input_shape, cfg.model.layers, rng=rng)
+    opt = build_optimizer(cfg.optimizer.model_dump(), net.named_parameters())
+    save_checkpoint(path, Checkpoint(config=cfg.resolved(), weights=net.named_parameters(),
+                                     optimizer=opt.state_dict(), epoch=1, step=10,
+                                     rng_state=rng.bit_generator.state, history=[]))
+    return path
+
+
+# -- config errors: exit 2, before anything is written ---------------------------------------
+
+
+@pytest.mark.parametrize("content, needles", [
+    (None, ["not found", "presets: "]),
+    ("", ["the file is empty"]),
+    ("model: [\n", ["invalid YAML"]),
+    (TINY.replace("epochs: 2", "epochs: two"),
+     ["train.epochs: must be an integer, received 'two'"]),
+    (TINY.replace("lr: 0.01", "learning_rate: 0.01"), ["optimizer.learning_rate: unknown key"]),
+    (TINY.replace("kernel: 5", "kernel: 30"), ["model.layers[0] (conv): kernel 30x30"]),
+    (TINY.replace("lr: 0.01", "lr: -0.1"), ["optimizer.lr: must be > 0, received -0.1"]),
+])
+def test_train_bad_config_is_one_error_line_exit_2_and_writes_nothing(tmp_path, content,
+                                                                      needles):
+    path = tmp_path / "bad.yaml"
+    if content is not None:
+        path.write_text(content)
+    code, out, err = run("train", "--config", path, "--out", tmp_path / "run")
+    line = assert_one_line_error(code, out, err, 2, *needles)
+    if content is not None:
+        assert str(path) in line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--set", "train.epochs.max=3"], ["train.epochs is not a mapping"]),
+    (["--set", "model.layers[9].units=3"], ["model.layers has 5 items, no index 9"]),
+    (["--set", "optimizer..lr=3"], ["bad key path"]),
+    (["--set", "optimizer.lr"], ["expected key.path=value"]),
+    (["--set", "train.batchsize=3"], ["--set train.batchsize=3: train.batchsize: unknown key"]),
+    (["--epochs", "0"], ["--epochs: train.epochs: must be > 0, received 0"]),
+    (["--lr", "-1"], ["--lr: optimizer.lr: must be > 0, received -1"]),
+    (["--limit", "0"], ["--limit: train.limit: must be > 0"]),
+])
+def test_train_bad_overrides_are_config_errors(tmp_path, config_file, args, needles):
+    code, out, err = run("train", "--config", config_file, "--out", tmp_path / "run", *args)
+    assert_one_line_error(code, out, err, 2, *needles)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_needs_a_config_or_a_checkpoint():
+    code, out, err = run("train")
+    assert_one_line_error(code, out, err, 2, "--config")
+
+
+def test_train_refuses_a_non_empty_out_folder_and_leaves_it_alone(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("keep me")
+    make_checkpoint(run_dir / "last.safetensors")
+    before = snapshot(run_dir)
+    code, out, err = run("train", "--config", config_file, "--out", run_dir)
+    assert_one_line_error(code, out, err, 2, "not empty",
+                          f"cnncli train --resume {run_dir / 'last.safetensors'}")
+    assert snapshot(run_dir) == before
+
+
+def test_resume_refuses_config_changes(tmp_path):
+    ckpt = make_checkpoint(tmp_path / "last.safetensors")
+    for args in (["--lr", "0.1"], ["--config", "lenet"], ["--set", "train.seed=2"]):
+        code, out, err = run("train", "--resume", ckpt, *args)
+        assert_one_line_error(code, out, err, 2, "cannot be combined with --resume")
+
+
+# -- checkpoint errors: exit 1, the file untouched --------------------------------------------
+
+
+def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    good = make_checkpoint(tmp_path / "good.safetensors")
+    text = tmp_path / "text.safetensors"
+    text.write_text("hello, not a checkpoint\n")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    other = make_checkpoint(tmp_path / "other.safetensors",
+                            TINY.replace("filters: 4", "filters: 3"))
+    mixed = read_checkpoint(other)
+    mixed.config = read_checkpoint(good).config  # weights of one model, config of another
+    save_checkpoint(other, mixed)
+    return {
+        "missing": (tmp_path / "nope.safetensors", "no such checkpoint file"),
+        "not one": (text, "not a readable safetensors checkpoint"),
+        "truncated": (truncated, "truncated or corrupted"),
+        "other architecture": (other, "another architecture"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["missing", "not one", "truncated", "other architecture"])
+def test_bad_checkpoints_are_one_error_line_exit_1_and_stay_untouched(tmp_path, kind):
+    path, needle = _bad_checkpoints(tmp_path)[kind]
+    before = snapshot(tmp_path)
+    for args in (["eval", path], ["train", "--resume", path, "--epochs", "5"]):
+        code, out, err = run(*args)
+        assert_one_line_error(code, out, err, 1, str(path), needle)
+    assert snapshot(tmp_path) == before
+
+
+# -- config show / schema ---------------------------------------------------------------------
+
+
+def test_config_show_prints_the_resolved_config_with_overrides(config_file):
+    code, out, err = run("config", "show", "--config", config_file, "--set", "train.seed=9")
+    assert code == 0, err
+    shown = yaml.safe_load(out)
+    assert shown["train"]["seed"] == 9
+    assert shown["schedule"] == {"type": "constant", "warmup_epochs": 0.0}
+    assert shown["model"]["layers"][0]["kernel"] == [5, 5]
+
+
+def test_config_show_accepts_a_preset_name():
+    code, out, _ = run("config", "show", "--config", "lenet5-classic")
+    assert code == 0 and "avgpool" in out
+
+
+def test_config_show_bad_set_is_an_error():
+    code, out, err = run("config", "show", "--config", "lenet", "--set", "nope.x=1")
+    assert_one_line_error(code, out, err, 2, "nope: unknown key")
+
+
+def test_config_schema_is_json():
+    code, out, _ = run("config", "schema")
+    assert code == 0
+    assert json.loads(out)["title"] == "RunConfig"
+
+
+# -- end to end on generated data --------------------------------------------------------------
+
+
+@pytest.fixture
+def generated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train` and `eval` load generated digits (400 train, 100 test) instead of MNIST."""
+    import cnncli.train
+
+    monkeypatch.setattr(cnncli.train, "load_dataset", cnncli.train.load_dataset)
+    use_generated_data()
+
+
+def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, config_file, generated):
+    run_dir = tmp_path / "run"
+    code, out, err = run("train", "--config", config_file,
+                         "--out", run_dir, "--seed", "1")
+    assert code == 0, err
+    assert "total parameters" in out  # the model table
+    assert "epoch 1/2  train loss" in out and "epoch 2/2  train loss" in out
+    assert f"run folder {run_dir}" in out.splitlines()[-1]
+    assert {"config.yaml", "metrics.jsonl", "metrics.csv", "last.safetensors",
+            "best.safetensors", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+    summary = json.loads((run_dir / "summary.json").read_text())
+
+    code, out, err = run("eval", run_dir / "best.safetensors")
+    assert code == 0, err
+    assert f"accuracy {100 * summary['test']['accuracy']:.2f}%" in out
+    assert "confusion matrix" in out and "precision" in out
+
+    code, out, err = run("eval", run_dir / "best.safetensors", "--json",
+                         "--batch-size", "7")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+    assert report["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-5)
+    cm = np.array(report["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == 100
+    assert np.trace(cm) / 100 == pytest.approx(report["accuracy"])
+    assert [c["support"] for c in report["per_class"]] == cm.sum(axis=1).tolist()
+
+
+def test_quiet_train_prints_only_the_result_line(tmp_path, config_file, generated):
+    code, out, err = run("train", "--config", config_file,
+                         "--out", tmp_path / "run", "--quiet", "--epochs", "1")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1 and out.startswith("best epoch 1")
+
+
+def test_cli_resume_continues_to_the_same_bits(tmp_path, config_file, generated):
+    common = ["--quiet"]
+    assert run("train", "--config", config_file, "--out", tmp_path / "full", *common)[0] == 0
+    assert run("train", "--config", config_file, "--out", tmp_path / "half", "--epochs", "1",
+               *common)[0] == 0
+    code, out, err = run("train", "--resume", tmp_path / "half" / "last.safetensors",
+                         "--epochs", "2", *common)
+    assert code == 0, err
+    a = read_checkpoint(tmp_path / "full" / "last.safetensors")
+    b = read_checkpoint(tmp_path / "half" / "last.safetensors")
+    for k in a.weights:
+        assert np.array_equal(a.weights[k], b.weights[k])
+    # resuming the finished run again without more epochs changes nothing
+    before = snapshot(tmp_path / "half")
+    code, out, err = run("train", "--resume", tmp_path / "half" / "last.safetensors", *common)
+    assert_one_line_error(code, out, err, 2, "already finished its 2 epochs")
+    assert snapshot(tmp_path / "half") == before
+
+
+def test_eval_val_split_of_a_run_without_validation_is_an_error(tmp_path, config_file,
+                                                                 generated):
+    code, _, err = run("train", "--config", config_file, "--out",
+                       tmp_path / "run", "--epochs", "1", "--set", "train.val_split=0", "-q")
+    assert code == 0, err
+    code, out, err = run("eval", tmp_path / "run" / "last.safetensors", "--split", "val")
+    assert_one_line_error(code, out, err, 2, "--split val")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, config_file, generated):
+    run_dir = tmp_path / "run"
+    script = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import synthetic_mnist; "
+              "synthetic_mnist.use_generated_data(); from cnncli.cli import main; main()")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(Path(__file__).parent), "train", "--config",
+         str(config_file), "--out", str(run_dir), "--epochs", "1000", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "metrics.jsonl").exists():  # one epoch done: the loop is running
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    ckpt_path = run_dir / "last.safetensors"
+    assert f"Resume with: cnncli train --resume {ckpt_path}" in err
+    saved = read_checkpoint(ckpt_path)
+    assert saved.epoch >= 1 and not (run_dir / "summary.json").exists()
+    code, out, err = run("train", "--resume", ckpt_path, "--epochs", str(saved.epoch + 1),
+                         "--quiet")
+    assert code == 0, err
+    assert read_checkpoint(ckpt_path).epoch == saved.epoch + 1

@@ -1,0 +1,294 @@
+"""The training loop: exact resume, determinism, run folder, early stops, NaN, real data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import SHARED_MNIST
+from synthetic_mnist import make_digits
+
+from cnncli.checkpoint import read_checkpoint
+from cnncli.config import Override, load_config, validate_config
+from cnncli.errors import ConfigError, TrainingError
+from cnncli.metrics import confusion_matrix, per_class
+from cnncli.train import (
+    Callbacks,
+    Dataset,
+    StopFlag,
+    Trainer,
+    TrainingInterrupted,
+    best_epoch,
+    make_dataset,
+    plan_resume,
+    split_indices,
+)
+
+TINY = """\
+model:
+  layers:
+    - {type: conv, filters: 4, kernel: 5}
+    - {type: relu}
+    - {type: maxpool, size: 4}
+    - {type: flatten}
+    - {type: dropout, rate: 0.1}
+    - {type: dense, units: 10}
+optimizer: {type: adam, lr: 0.01}
+schedule: {type: step, every_epochs: 1, gamma: 0.5, warmup_epochs: 0.5}
+train: {epochs: 2, batch_size: 32, val_split: 0.2, seed: 3}
+"""
+TIMING = ("seconds", "images_per_s")
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    train_images, train_labels = make_digits(400, seed=0)
+    test_images, test_labels = make_digits(100, seed=1)
+    return make_dataset(train_images, train_labels, test_images, test_labels, val_split=0.2)
+
+
+def _cfg(text: str = TINY, *sets: str):
+    return validate_config(yaml.safe_load(text), source="tiny.yaml", name="tiny",
+                           overrides=[Override.parse(s) for s in sets])
+
+
+def _train(data: Dataset, run_dir: Path, *sets: str, text: str = TINY, **fit) -> dict:
+    return Trainer(_cfg(text, *sets), data, run_dir).fit(**fit)
+
+
+def _resume(data: Dataset, ckpt: Path, epochs: int | None = None, **fit) -> dict:
+    plan = plan_resume(ckpt, epochs=epochs)
+    return Trainer(plan.config, data, plan.run_dir, resume=plan.checkpoint).fit(**fit)
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    """Bit-identical weights, optimizer state, generator state and (non-timing) metrics."""
+    ca, cb = read_checkpoint(a / "last.safetensors"), read_checkpoint(b / "last.safetensors")
+    assert ca.weights.keys() == cb.weights.keys()
+    for k in ca.weights:
+        assert np.array_equal(ca.weights[k], cb.weights[k]), k
+    for k in ca.optimizer:
+        assert np.array_equal(ca.optimizer[k], cb.optimizer[k]), k
+    assert ca.rng_state == cb.rng_state
+    assert (ca.epoch, ca.step) == (cb.epoch, cb.step)
+
+    def strip(rows: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+    assert strip(ca.history) == strip(cb.history)
+    la = [json.loads(x) for x in (a / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (b / "metrics.jsonl").read_text().splitlines()]
+    assert strip(la) == strip(lb) == strip(ca.history)
+
+
+class _StopAt(Callbacks):
+    """Simulates Ctrl-C: sets the stop flag once (epoch, batch) has been trained."""
+
+    def __init__(self, flag: StopFlag, epoch: int, batch: int) -> None:
+        self.flag, self.at = flag, (epoch, batch)
+
+    def on_step(self, epoch, batch, loss, accuracy, images_per_s):
+        if (epoch, batch) == self.at:
+            self.flag.requested = True
+
+
+def test_two_epochs_equal_one_epoch_then_resume_for_one_more(digits, tmp_path):
+    _train(digits, tmp_path / "full")
+    _train(digits, tmp_path / "split", "train.epochs=1")
+    _resume(digits, tmp_path / "split" / "last.safetensors", epochs=2)
+    _assert_same_run(tmp_path / "full", tmp_path / "split")
+
+
+@pytest.mark.parametrize("epoch, batch", [(1, 4), (2, 1)])
+def test_interrupted_mid_epoch_then_resumed_is_bit_identical(digits, tmp_path, epoch, batch):
+    cosine = TINY.replace("{type: step, every_epochs: 1, gamma: 0.5, warmup_epochs: 0.5}",
+                          "{type: cosine}")
+    _train(digits, tmp_path / "full", text=cosine)
+    flag = StopFlag()
+    with pytest.raises(TrainingInterrupted) as info:
+        _train(digits, tmp_path / "cut", text=cosine, callbacks=_StopAt(flag, epoch, batch),
+               stop=flag)
+    assert info.value.checkpoint == tmp_path / "cut" / "last.safetensors"
+    assert info.value.exit_code == 130
+    saved = read_checkpoint(info.value.checkpoint)
+    assert saved.progress is not None and saved.progress["batch"] == batch
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    _resume(digits, info.value.checkpoint)
+    _assert_same_run(tmp_path / "full", tmp_path / "cut")
+
+
+def test_interrupt_on_the_last_batch_checkpoints_the_finished_epoch(digits, tmp_path):
+    flag = StopFlag()
+    batches = -(-len(digits.train) // 32)
+    with pytest.raises(TrainingInterrupted):
+        _train(digits, tmp_path / "r", callbacks=_StopAt(flag, 1, batches), stop=flag)
+    saved = read_checkpoint(tmp_path / "r" / "last.safetensors")
+    assert (saved.epoch, saved.progress) == (1, None)
+
+
+def test_same_seed_gives_the_same_bits_and_another_seed_does_not(digits, tmp_path):
+    _train(digits, tmp_path / "a")
+    _train(digits, tmp_path / "b")
+    _assert_same_run(tmp_path / "a", tmp_path / "b")
+    _train(digits, tmp_path / "c", "train.seed=4")
+    a = read_checkpoint(tmp_path / "a" / "last.safetensors").weights
+    c = read_checkpoint(tmp_path / "c" / "last.safetensors").weights
+    assert not np.array_equal(a["layers.0.weight"], c["layers.0.weight"])
+
+
+def test_training_learns_the_generated_digits(digits, tmp_path):
+    summary = _train(digits, tmp_path / "r", "train.epochs=10", "train.batch_size=16",
+                     "schedule={type: constant}")
+    assert summary["test"]["accuracy"] > 0.7  # chance is 0.1
+
+
+def test_run_folder_holds_config_metrics_checkpoints_and_summary(digits, tmp_path):
+    run = tmp_path / "r"
+    summary = _train(digits, run)
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.safetensors", "config.yaml", "last.safetensors", "metrics.csv", "metrics.jsonl",
+        "summary.json"]
+    saved = load_config(str(run / "config.yaml"))
+    assert saved.resolved() == _cfg().resolved()
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert list(rows[0]) == ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                             "seconds", "images_per_s"]
+    with open(run / "metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [float(r["val_acc"]) for r in table] == [r["val_acc"] for r in rows]
+    assert rows[1]["lr"] == pytest.approx(0.01 * 0.5)  # step schedule: halved in epoch 2
+    assert json.loads((run / "summary.json").read_text()) == summary
+    assert summary["best_epoch"] == best_epoch(rows)
+    assert summary["test"]["images"] == 100 and summary["train_images"] == 320
+    assert summary["test"]["checkpoint"] == "best.safetensors"
+    assert summary["stopped"] == "completed"
+
+
+def test_best_checkpoint_holds_the_best_validation_epoch(digits, tmp_path):
+    run = tmp_path / "r"
+    _train(digits, run, "train.epochs=3", "optimizer.lr=0.05")
+    best = read_checkpoint(run / "best.safetensors")
+    assert best.epoch == best_epoch(best.history + read_checkpoint(
+        run / "last.safetensors").history[best.epoch:])
+
+
+def test_best_epoch_takes_the_first_of_equal_accuracies():
+    rows = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.7},
+            {"epoch": 3, "val_acc": 0.7}]
+    assert best_epoch(rows) == 2
+    assert best_epoch([{"epoch": 1, "val_acc": None}, {"epoch": 2, "val_acc": None}]) == 2
+
+
+def test_target_accuracy_stops_training_early(digits, tmp_path):
+    _train(digits, tmp_path / "free", "train.epochs=4")
+    history = read_checkpoint(tmp_path / "free" / "last.safetensors").history
+    target = history[2]["val_acc"]
+    first = next(r["epoch"] for r in history if r["val_acc"] >= target)
+    summary = _train(digits, tmp_path / "r", "train.epochs=4", f"train.target_accuracy={target}")
+    assert summary["stopped"] == "target_accuracy" and summary["epochs"] == first
+
+
+def test_patience_stops_after_epochs_without_improvement(digits, tmp_path):
+    # lr so small that nothing changes: accuracy never beats epoch 1
+    summary = _train(digits, tmp_path / "r", "train.epochs=6", "train.patience=2",
+                     "optimizer.lr=1e-12", "schedule={type: constant}")
+    assert summary["stopped"] == "patience" and summary["epochs"] == 3
+
+
+def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_checkpoint(digits, tmp_path):
+    run = tmp_path / "r"
+    trainer = Trainer(_cfg(), digits, run)
+
+    class Diverge(Callbacks):
+        def on_epoch_start(self, epoch, epochs, batches, done):
+            if epoch == 2:  # simulate divergence: a weight blows up
+                trainer.net.layers[-1].params["weight"][0, 0] = np.inf
+                self.good = (run / "last.safetensors").read_bytes()
+
+    cb = Diverge()
+    with pytest.raises(TrainingError) as info:
+        trainer.fit(cb)
+    steps = -(-len(digits.train) // 32)
+    msg = str(info.value)
+    assert f"loss became nan in epoch 2 at step {steps + 1} (batch 1 of {steps})" in msg
+    assert f"the last good checkpoint is {run / 'last.safetensors'} (epoch 1)" in msg
+    assert (run / "last.safetensors").read_bytes() == cb.good
+
+
+def test_split_is_fixed_disjoint_and_independent_of_the_seed():
+    train, val = split_indices(1000, 0.1)
+    assert len(val) == 100 and len(train) == 900
+    assert not set(train) & set(val) and set(train) | set(val) == set(range(1000))
+    assert np.array_equal(val, split_indices(1000, 0.1)[1])
+    assert np.all(np.diff(train) > 0)
+    assert len(split_indices(1000, 0.0)[1]) == 0
+
+
+def test_limit_keeps_the_first_training_images_and_the_whole_validation_set():
+    images, labels = make_digits(200, seed=5)
+    data = make_dataset(images, labels, None, None, val_split=0.25, limit=30)
+    train_idx, val_idx = split_indices(200, 0.25)
+    assert np.array_equal(data.train.images, images[train_idx[:30]])
+    assert len(data.val) == 50 and data.test is None
+
+
+def test_resume_refuses_a_finished_run_and_fewer_epochs(digits, tmp_path):
+    _train(digits, tmp_path / "r", "train.epochs=1")
+    with pytest.raises(ConfigError, match="already finished its 1 epochs"):
+        plan_resume(tmp_path / "r" / "last.safetensors")
+    with pytest.raises(ConfigError, match="must be > 0"):
+        plan_resume(tmp_path / "r" / "last.safetensors", epochs=0)
+
+
+def test_resuming_from_best_needs_a_new_folder(digits, tmp_path):
+    run = tmp_path / "r"
+    _train(digits, run, "train.epochs=1")
+    (run / "best.safetensors").write_bytes((run / "last.safetensors").read_bytes())
+    with pytest.raises(ConfigError, match="would overwrite"):
+        plan_resume(run / "best.safetensors", epochs=2)
+    plan = plan_resume(run / "best.safetensors", epochs=2, out=tmp_path / "branch")
+    assert plan.run_dir == tmp_path / "branch"
+    with pytest.raises(ConfigError, match="not empty"):
+        plan_resume(run / "best.safetensors", epochs=2, out=run)
+
+
+def test_continuing_from_best_in_a_new_folder_matches_the_straight_run(digits, tmp_path):
+    _train(digits, tmp_path / "full")
+    _train(digits, tmp_path / "r", "train.epochs=1")
+    plan = plan_resume(tmp_path / "r" / "best.safetensors", epochs=2, out=tmp_path / "branch")
+    summary = Trainer(plan.config, digits, plan.run_dir, resume=plan.checkpoint).fit()
+    _assert_same_run(tmp_path / "full", tmp_path / "branch")
+    assert summary["test"] is not None and (tmp_path / "branch" / "best.safetensors").exists()
+
+
+def test_confusion_matrix_and_per_class_scores_by_hand():
+    y_true = np.array([0, 0, 1, 1, 1, 2])
+    y_pred = np.array([0, 1, 1, 1, 0, 1])
+    cm = confusion_matrix(y_true, y_pred, 3)
+    assert cm.tolist() == [[1, 1, 0], [1, 2, 0], [0, 1, 0]]
+    rows = per_class(cm)
+    # class 1: precision 2/4, recall 2/3, f1 = 2 * 0.5 * 2/3 / (0.5 + 2/3) = 4/7
+    assert rows[1]["precision"] == pytest.approx(0.5)
+    assert rows[1]["recall"] == pytest.approx(2 / 3)
+    assert rows[1]["f1"] == pytest.approx(4 / 7)
+    assert rows[2] == {"class": 2, "precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+
+
+@pytest.mark.skipif(not SHARED_MNIST.is_dir(),
+                    reason=f"real MNIST not found at {SHARED_MNIST} (place the four .gz files "
+                           "there to run this test)")
+def test_real_mnist_2000_images_2_epochs_learns_well_above_chance(tmp_path):
+    from cnncli.train import load_dataset
+
+    cfg = load_config("lenet", ["train.epochs=2", "train.limit=2000", "train.batch_size=32",
+                                f"data.mirrors=[{SHARED_MNIST}]",
+                                f"data.data_dir={tmp_path / 'data'}"])
+    data = load_dataset(cfg.run)
+    assert len(data.train) == 2000 and len(data.test) == 10000
+    summary = Trainer(cfg, data, tmp_path / "run").fit()
+    assert summary["test"]["accuracy"] > 0.75  # chance is 0.10
