@@ -259,7 +259,9 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
 
 
 def _progress_callbacks(quiet: bool) -> Any:
-    """Callbacks drawing a tqdm bar per epoch and echoing one line per finished epoch."""
+    """Callbacks drawing a tqdm bar per epoch (on a terminal) and echoing one line per epoch."""
+    import sys
+
     from tqdm import tqdm
 
     from cnncli.train import Callbacks
@@ -271,9 +273,9 @@ def _progress_callbacks(quiet: bool) -> Any:
 
         def on_epoch_start(self, epoch: int, epochs: int, batches: int, done: int) -> None:
             self.epochs = epochs
-            if not quiet:
+            if not quiet and sys.stderr.isatty():
                 self.bar = tqdm(total=batches, initial=done, desc=f"epoch {epoch}/{epochs}",
-                                unit="batch", leave=False, dynamic_ncols=True)
+                                unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
 
         def on_step(self, epoch: int, batch: int, loss: float, accuracy: float,
                     images_per_s: float) -> None:
@@ -394,8 +396,9 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
     result = (f"test accuracy {_percent(test['accuracy'])} (loss {test['loss']:.4f}, "
               f"{test['images']:,} images)" if test else "no test set")
     click.echo(f"best epoch {summary['best_epoch']} (val acc "
-               f"{_percent(summary['best_val_acc'])}): {result}; {summary['epochs']} epochs in "
-               f"{summary['train_seconds']:.0f}s; run folder {run_dir}")
+               f"{_percent(summary['best_val_acc'])}): {result}; {summary['epochs']} "
+               f"epoch{'s' if summary['epochs'] != 1 else ''} in {summary['train_seconds']:.0f}s;"
+               f" run folder {run_dir}")
 
 
 @cli.command("eval")
