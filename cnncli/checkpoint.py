@@ -54,6 +54,8 @@ class Checkpoint:
     progress: dict[str, Any] | None = None
     permutation: np.ndarray | None = None
     name: str = "run"
+    #: where it was read from, for error messages (not saved)
+    source: str = "checkpoint"
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -193,7 +195,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
                if not k.startswith(OPTIMIZER_PREFIX) and k != PERMUTATION}
     return Checkpoint(config=config, weights=weights, optimizer=optimizer, epoch=epoch,
                       step=step, rng_state=rng_state, history=history, progress=progress,
-                      permutation=tensors.get(PERMUTATION), name=meta.get("name", "run"))
+                      permutation=tensors.get(PERMUTATION), name=meta.get("name", "run"),
+                      source=label)
 
 
 def check_weights(

@@ -371,8 +371,12 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
         ckpt = None
         run_dir = Path(out) if out else default_run_dir(cfg.name)
         check_new_run_dir(run_dir)
-    data = load_dataset(cfg.run, data_dir=data_dir, mirrors=mirrors,
-                        progress=make_byte_progress(quiet))
+    try:
+        data = load_dataset(cfg.run, data_dir=data_dir, mirrors=mirrors,
+                            progress=make_byte_progress(quiet))
+    except KeyboardInterrupt:
+        click.echo("Interrupted while loading the data; nothing was written.", err=True)
+        ctx.exit(130)
     trainer = Trainer(cfg, data, run_dir, resume=ckpt)
     if not quiet:
         click.echo(format_summary(trainer.net))
@@ -381,14 +385,27 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
         click.echo(f"{action}: {len(data.train):,} training images, {val:,} validation; "
                    f"run folder {run_dir}")
     progress = _progress_callbacks(quiet)
+
+    def on_ctrl_c() -> None:
+        progress.close()
+        click.echo("Ctrl-C: finishing this step, then saving a resumable checkpoint "
+                   "(Ctrl-C again to stop at once)", err=True)
+
+    last = run_dir / "last.safetensors"
     try:
-        with deferred_interrupt() as stop:
+        with deferred_interrupt(on_ctrl_c) as stop:
             summary = trainer.fit(progress, stop)
     except TrainingInterrupted as exc:
         progress.close()
         click.echo(f"Interrupted in epoch {exc.epoch} after step {exc.step}; saved "
                    f"{exc.checkpoint}", err=True)
         click.echo(f"Resume with: cnncli train --resume {exc.checkpoint}", err=True)
+        ctx.exit(130)
+    except KeyboardInterrupt:  # the second Ctrl-C: checkpoints on disk are whole (atomic)
+        progress.close()
+        saved = (f"the last checkpoint is {last}; resume with: cnncli train --resume {last}"
+                 if last.exists() else "no checkpoint had been written yet")
+        click.echo(f"Stopped at once; {saved}", err=True)
         ctx.exit(130)
     finally:
         progress.close()

@@ -199,11 +199,12 @@ class StopFlag:
 
 
 @contextmanager
-def deferred_interrupt() -> Iterator[StopFlag]:
+def deferred_interrupt(on_request: Callable[[], None] | None = None) -> Iterator[StopFlag]:
     """Turn the first Ctrl-C into a stop request the loop honours between steps.
 
     The step in flight finishes (parameters are never left half-updated), then the loop
-    writes a resumable checkpoint and raises TrainingInterrupted. A second Ctrl-C raises
+    writes a resumable checkpoint and raises TrainingInterrupted. `on_request` is called on
+    that first Ctrl-C (the CLI says what is happening). A second Ctrl-C raises
     KeyboardInterrupt at once. Outside the main thread this only yields a flag.
     """
     flag = StopFlag()
@@ -216,6 +217,8 @@ def deferred_interrupt() -> Iterator[StopFlag]:
         if flag.requested:
             raise KeyboardInterrupt
         flag.requested = True
+        if on_request is not None:
+            on_request()
 
     signal.signal(signal.SIGINT, handler)
     try:
@@ -368,15 +371,15 @@ class Trainer:
         try:
             self.rng.bit_generator.state = ckpt.rng_state
         except (TypeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"checkpoint: damaged generator state ({exc})") from None
+            raise CheckpointError(f"{ckpt.source}: damaged generator state ({exc})") from None
         done = ckpt.progress["batch"] if ckpt.progress else 0
         if ckpt.step != ckpt.epoch * self.steps_per_epoch + done:
             raise CheckpointError(
-                f"checkpoint: step {ckpt.step} does not fit epoch {ckpt.epoch} with "
+                f"{ckpt.source}: step {ckpt.step} does not fit epoch {ckpt.epoch} with "
                 f"{self.steps_per_epoch} steps per epoch; was the training data different?")
         if ckpt.permutation is not None and len(ckpt.permutation) != len(self.data.train):
             raise CheckpointError(
-                f"checkpoint: its shuffle covers {len(ckpt.permutation)} images, the training "
+                f"{ckpt.source}: its shuffle covers {len(ckpt.permutation)} images, the training "
                 f"set has {len(self.data.train)}")
         self.epoch, self.step = ckpt.epoch, ckpt.step
         self.history = [dict(r) for r in ckpt.history]

@@ -279,9 +279,9 @@ def test_eval_val_split_of_a_run_without_validation_is_an_error(tmp_path, config
     assert_one_line_error(code, out, err, 2, "--split val")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, config_file, generated):
-    run_dir = tmp_path / "run"
+def _train_then_ctrl_c(run_dir: Path, config_file: Path, presses: int) -> tuple[int, str]:
+    """Start `cnncli train` (generated data) in a subprocess, wait until the first epoch is
+    written, press Ctrl-C `presses` times; -> (exit code, stderr)."""
     script = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import synthetic_mnist; "
               "synthetic_mnist.use_generated_data(); from cnncli.cli import main; main()")
     proc = subprocess.Popen(
@@ -293,12 +293,21 @@ def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, config_fil
         while not (run_dir / "metrics.jsonl").exists():  # one epoch done: the loop is running
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        for _ in range(presses):
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    return proc.returncode, err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, config_file, generated):
+    run_dir = tmp_path / "run"
+    code, err = _train_then_ctrl_c(run_dir, config_file, presses=1)
+    assert code == 130, err
     assert "Traceback" not in err
+    assert "Ctrl-C: finishing this step" in err
     ckpt_path = run_dir / "last.safetensors"
     assert f"Resume with: cnncli train --resume {ckpt_path}" in err
     saved = read_checkpoint(ckpt_path)
@@ -307,3 +316,13 @@ def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, config_fil
                          "--quiet")
     assert code == 0, err
     assert read_checkpoint(ckpt_path).epoch == saved.epoch + 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_double_ctrl_c_exits_130_and_leaves_only_whole_checkpoints(tmp_path, config_file):
+    run_dir = tmp_path / "run"
+    code, err = _train_then_ctrl_c(run_dir, config_file, presses=2)
+    assert code == 130, err
+    assert "Traceback" not in err
+    read_checkpoint(run_dir / "last.safetensors")  # whichever state it holds, it is whole
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
