@@ -250,7 +250,7 @@ def test_dedicated_option_overrides_are_blamed_on_the_option():
     ("=3", "expected key.path=value"),
     ("train..epochs=3", "bad key path 'train..epochs'"),
     ("train.epochs.max=3", "train.epochs is not a mapping, received 15"),
-    ("model.layers[40].units=3", "model.layers has 12 items, no index 40"),
+    ("model.layers[40].units=3", "model.layers has 15 items, no index 40"),
     ("model.layers.units=3", "model.layers is not a mapping"),
     ("optimizer.lr=[1, 2", "the value is not valid YAML"),
     ("optimizer.learning_rate=0.1", "optimizer.learning_rate: unknown key"),
