@@ -21,19 +21,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from cnncli.bench import (
-    format_result,
-    run_benchmark,
-    synthetic_batch,
-    time_inference,
-    time_train_step,
-)
-from cnncli.config import load_config, preset_names
-from cnncli.network import Network, build_network
+if TYPE_CHECKING:
+    from cnncli.network import Network
 
 # -- PyTorch, optional ----------------------------------------------------------------------
 
@@ -102,6 +93,8 @@ class TorchRunner:
     """Times one configured network in PyTorch: a training step and an inference pass."""
 
     def __init__(self, torch: Any, net: Network, loss: str, optimizer: dict[str, Any]) -> None:
+        import numpy as np
+
         self.torch = torch
         self.model = torch_model(torch, net)
         self.loss = torch_loss(torch, loss)
@@ -152,7 +145,7 @@ def fmt_ratio(a: float, b: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default=",".join(preset_names()),
+    ap.add_argument("--configs", default=None,
                     help="Comma-separated presets or YAML files (default: every preset).")
     ap.add_argument("--batch-sizes", default="32,64,128", help="Comma-separated batch sizes.")
     ap.add_argument("--steps", type=int, default=30, help="Timed steps per repeat.")
@@ -162,15 +155,40 @@ def main(argv: list[str] | None = None) -> int:
                     help="Also show cnncli's per-layer table for each config at each batch size.")
     ap.add_argument("--no-torch", action="store_true", help="Do not time PyTorch even if present.")
     ap.add_argument("--out", type=Path, default=None, help="Also write the markdown here.")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="Set OPENBLAS_NUM_THREADS for cnncli's NumPy (PyTorch keeps 2 threads); "
+                         "it must be set before NumPy is imported.")
     args = ap.parse_args(argv)
+    if args.blas_threads is not None:
+        if "numpy" in sys.modules:
+            ap.error("--blas-threads: NumPy is already imported in this process")
+        os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cnncli.bench import (
+        format_result,
+        run_benchmark,
+        synthetic_batch,
+        time_inference,
+        time_train_step,
+    )
+    from cnncli.config import load_config, preset_names
+    from cnncli.network import build_network
+
 
     torch = None if args.no_torch else import_torch()
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    configs = [c for c in args.configs.split(",") if c]
-    env = (f"numpy {np.__version__}, python {platform.python_version()}, "
-           f"{platform.machine()}, {len(os.sched_getaffinity(0))} cpus")
+    configs = [c for c in (args.configs or ",".join(preset_names())).split(",") if c]
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+    env = (f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={blas}), python "
+           f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus")
     if torch is not None:
         env += f"; torch {torch.__version__} with {torch.get_num_threads()} threads"
+    load_before = os.getloadavg()[0]
 
     train_rows, eval_rows, layer_tables = [], [], []
     for spec in configs:
@@ -216,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                                     steps=args.steps, eval_batch_size=args.eval_batch_size)
                 layer_tables.append("```\n" + format_result(res, spec) + "\n```")
 
+    load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     lines = [
-        f"Medians of {args.repeats} repeats x {args.steps} steps; {env}.",
+        f"Medians of {args.repeats} repeats x {args.steps} steps; {env}; {load}.",
         "",
         "Training (forward, loss, backward, optimizer step), images/s:",
         "",
