@@ -477,9 +477,11 @@ def check_model(
     try:
         net = build_network(model.input_shape, model.layers)
     except ConfigError as exc:
-        msg = str(exc)
+        msg = re.sub(r"^input_shape ", "input_shape: ", str(exc))
         m = re.match(r"layers\[(\d+)\]", msg)
-        loc: tuple[PathPart, ...] = ("model", "layers", int(m.group(1))) if m else ("model",)
+        loc: tuple[PathPart, ...] = (
+            ("model", "layers", int(m.group(1))) if m
+            else ("model", "input_shape") if msg.startswith("input_shape") else ("model",))
         raise type(exc)(f"{_origin(loc, source, overrides)}: model.{msg}") from None
     if tuple(model.input_shape) != MNIST_SHAPE:
         loc = ("model", "input_shape")
@@ -608,8 +610,9 @@ def _explain(err: dict[str, Any], loc: tuple[PathPart, ...], data: dict[str, Any
     if kind == "float_type":
         return f"must be a number, received {_short(value)}"
     if kind in ("too_short", "too_long"):
-        return (f"must have {'at least' if kind == 'too_short' else 'at most'} "
-                f"{ctx.get('min_length', ctx.get('max_length'))} items, received {_short(value)}")
+        n = ctx.get("min_length", ctx.get("max_length"))
+        return (f"must have {'at least' if kind == 'too_short' else 'at most'} {n} "
+                f"item{'s' if n != 1 else ''}, received {_short(value)}")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"must be a mapping, received {_short(value)}"
     msg = str(err["msg"])

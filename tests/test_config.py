@@ -254,6 +254,8 @@ def test_dedicated_option_overrides_are_blamed_on_the_option():
     ("model.layers.units=3", "model.layers is not a mapping"),
     ("optimizer.lr=[1, 2", "the value is not valid YAML"),
     ("optimizer.learning_rate=0.1", "optimizer.learning_rate: unknown key"),
+    ("model.layers=[]", "model.layers: must have at least 1 item, received []"),
+    ("model.input_shape=[1, 28]", "model.input_shape: must be [channels, height, width]"),
 ])
 def test_bad_set_paths_are_one_line_errors(text, expected):
     with pytest.raises(ConfigError) as info:
