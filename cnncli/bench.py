@@ -81,11 +81,12 @@ def _median_ms(samples: list[float]) -> float:
 
 def time_layers(
     net: Network, loss_name: str, optimizer: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
-    steps: int, warmup: int,
+    steps: int, warmup: int, rng: np.random.Generator,
 ) -> tuple[list[LayerTime], float, float]:
     """Run `warmup + steps` training steps timing each piece; medians over the last `steps`.
 
-    The first layer's backward computes only its parameter gradients, as in training.
+    The first layer's backward computes only its parameter gradients, as in training; `rng`
+    drives dropout.
     Returns (per-layer times, loss ms, optimizer ms).
     """
     loss = build_loss(loss_name)
@@ -101,7 +102,7 @@ def time_layers(
         h = x
         for i, layer in enumerate(layers):
             t0 = clock()
-            h = layer.forward(h, True, None)
+            h = layer.forward(h, True, rng)
             t1 = clock()
             if keep:
                 fwd[i].append(t1 - t0)
@@ -134,7 +135,7 @@ def time_layers(
 
 def time_train_step(
     net: Network, loss_name: str, optimizer: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
-    steps: int, warmup: int,
+    steps: int, warmup: int, rng: np.random.Generator,
 ) -> float:
     """Median milliseconds of one whole training step (forward, loss, backward, update)."""
     loss = build_loss(loss_name)
@@ -142,7 +143,7 @@ def time_train_step(
     samples = []
     for step in range(warmup + steps):
         t0 = time.perf_counter()
-        loss.forward(net.forward(x, training=True), y)
+        loss.forward(net.forward(x, training=True, rng=rng), y)
         net.backward(loss.backward(), input_grad=False)
         opt.step(net.named_gradients())
         t1 = time.perf_counter()
@@ -190,8 +191,8 @@ def run_benchmark(
     net = build_network(input_shape, layer_specs, rng=rng)
     classes = int(np.prod(net.output_shape))
     x, y = synthetic_batch(net.input_shape, classes, batch_size, rng)
-    layers, loss_ms, opt_ms = time_layers(net, loss_name, optimizer, x, y, steps, warmup)
-    step_ms = time_train_step(net, loss_name, optimizer, x, y, steps, warmup)
+    layers, loss_ms, opt_ms = time_layers(net, loss_name, optimizer, x, y, steps, warmup, rng)
+    step_ms = time_train_step(net, loss_name, optimizer, x, y, steps, warmup, rng)
     del x, y
     xe, _ = synthetic_batch(net.input_shape, classes, eval_batch_size, rng)
     repeats = eval_repeats if eval_repeats is not None else max(3, steps // 5)

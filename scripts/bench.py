@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                 order = ("ours", "torch") if r % 2 == 0 else ("torch", "ours")
                 for who in order:
                     if who == "ours":
-                        ms = time_train_step(net, loss, opt, x, y, args.steps, 5)
+                        ms = time_train_step(net, loss, opt, x, y, args.steps, 5, rng)
                         ours[b].append(b / ms * 1e3)
                     elif runner is not None:
                         theirs[b].append(b / runner.train_step_ms(b, args.steps) * 1e3)

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cnncli.bench import format_result, run_benchmark, synthetic_batch
 from cnncli.cli import cli
+from cnncli.config import load_config
 from cnncli.errors import ConfigError
 
 TINY = [
@@ -21,6 +22,7 @@ TINY = [
     {"type": "relu"},
     {"type": "maxpool", "size": 2},
     {"type": "flatten"},
+    {"type": "dropout", "rate": 0.5},
     {"type": "dense", "units": 3},
 ]
 
@@ -29,8 +31,8 @@ def test_run_benchmark_reports_every_layer_and_consistent_throughputs() -> None:
     r = run_benchmark((1, 6, 6), TINY, "softmax_cross_entropy", {"type": "adam", "lr": 1e-3},
                       batch_size=4, steps=2, warmup=1, eval_batch_size=5)
     assert [row.layer for row in r.layers] == [
-        "conv 2@3x3 s1 same", "relu", "maxpool 2 s2", "flatten", "dense 3"]
-    assert [row.index for row in r.layers] == [0, 1, 2, 3, 4]
+        "conv 2@3x3 s1 same", "relu", "maxpool 2 s2", "flatten", "dropout 0.5", "dense 3"]
+    assert [row.index for row in r.layers] == [0, 1, 2, 3, 4, 5]
     for row in r.layers:
         assert row.forward_ms >= 0 and row.backward_ms >= 0
     assert r.train_step_ms > 0 and r.eval_ms > 0
@@ -65,7 +67,7 @@ def test_bench_command_json_has_the_documented_keys() -> None:
                 "batch_size", "eval_batch_size", "loss_ms", "optimizer_ms"):
         assert key in data
     assert data["batch_size"] == 2 and data["eval_batch_size"] == 3
-    assert len(data["layers"]) == 12  # the lenet preset's layers
+    assert len(data["layers"]) == len(load_config("lenet").model.layers)
     assert set(data["layers"][0]) == {"index", "layer", "forward_ms", "backward_ms"}
     assert data["layers"][0]["layer"] == "conv 6@5x5 s1 same"
     assert data["train_images_per_s"] > 0 and data["eval_images_per_s"] > 0
