@@ -27,9 +27,9 @@ import numpy as np
 Pad = tuple[int, int, int, int]  # (top, bottom, left, right)
 
 #: im2col matrices with at most this many elements are kept from forward for backward
-KEEP_COLS = 1 << 22
+KEEP_COLS = 1 << 20
 #: about this many im2col elements are built and multiplied at a time
-BAND = 1 << 21
+BAND = 1 << 20
 
 
 class ConvCache(NamedTuple):
