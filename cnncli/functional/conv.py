@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 Pad = tuple[int, int, int, int]  # (top, bottom, left, right)
 
@@ -79,17 +80,19 @@ def pad_images(x: np.ndarray, pad: Pad) -> np.ndarray:
 
 def im2col(xp: np.ndarray, cols: np.ndarray, rows: tuple[int, int],
            stride: tuple[int, int]) -> None:
-    """Gather the windows of output rows rows[0] .. rows[1]-1 into cols, one copy per tap.
+    """Gather the windows of output rows rows[0] .. rows[1]-1 into cols, in one copy.
 
     xp: (C, Hp, Wp, N) -> cols: (C, KH, KW, R, OW, N) with R = rows[1] - rows[0]; cols may be
-    a band (a view) of a bigger matrix. Each copy moves runs of OW*N contiguous values
-    (stride 1) or N (strided).
+    a band (a view) of a bigger matrix. The source is a read-only window view of xp,
+    (C, R, OW, N, KH, KW) transposed to cols' order: one copy moving runs of OW*N contiguous
+    values (stride 1) or N (strided), instead of one copy per kernel tap.
     """
-    _, kh, kw, _, ow, _ = cols.shape
-    for i in range(kh):
-        for j in range(kw):
-            r, c = _tap(i, j, rows, ow, stride)
-            cols[:, i, j] = xp[:, r, c, :]
+    _, kh, kw, r, ow, _ = cols.shape
+    sh, sw = stride
+    r0 = rows[0]
+    windows = sliding_window_view(xp, (kh, kw), axis=(1, 2))  # (C, Hp-KH+1, Wp-KW+1, N, KH, KW)
+    picked = windows[:, r0 * sh : (r0 + r - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+    np.copyto(cols, picked.transpose(0, 4, 5, 1, 2, 3))
 
 
 def col2im(dcols: np.ndarray, dxp: np.ndarray, rows: tuple[int, int],
