@@ -26,6 +26,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cnncli.network import Network
 
+#: seconds to wait before timing one library after the other: OpenBLAS's and OpenMP's worker
+#: threads keep spinning for a while after their last job and would slow the other down
+PAUSE = 0.3
+
+
 # -- PyTorch, optional ----------------------------------------------------------------------
 
 def import_torch() -> Any:
@@ -209,14 +214,17 @@ def run(args: argparse.Namespace) -> int:
                 x, y = synthetic_batch(net.input_shape, classes, b, rng)
                 order = ("ours", "torch") if r % 2 == 0 else ("torch", "ours")
                 for who in order:
+                    time.sleep(PAUSE)  # let the other library's idle threads stop spinning
                     if who == "ours":
                         ms = time_train_step(net, loss, opt, x, y, args.steps, 5, rng)
                         ours[b].append(b / ms * 1e3)
                     elif runner is not None:
                         theirs[b].append(b / runner.train_step_ms(b, args.steps) * 1e3)
             n = args.eval_batch_size
+            time.sleep(PAUSE)
             ours_eval.append(n / time_inference(net, xe, eval_repeats) * 1e3)
             if runner is not None:
+                time.sleep(PAUSE)
                 theirs_eval.append(n / runner.inference_ms(n, eval_repeats) * 1e3)
             print(f"{spec}: repeat {r + 1}/{args.repeats} done", file=sys.stderr)
         for b in batches:
