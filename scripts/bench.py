@@ -9,6 +9,11 @@ cnncli / PyTorch. PyTorch is never a dependency of cnncli: without it, only our 
 
 Figures are medians: each repeat takes the median step time over --steps steps, and the table
 shows the median over --repeats repeats. Machines are noisy; compare ratios from one run.
+
+Threads: NumPy's OpenBLAS uses every core by default. On a machine busy with other work a
+multithreaded BLAS (ours or PyTorch's) can slow down many times over, because each call waits
+for a worker thread that is not running; `--blas-threads 1` shows cnncli's single-threaded
+figures (PyTorch keeps 2 threads either way).
 """
 
 from __future__ import annotations
