@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnncli.data.batches import MEAN, STD, iterate_batches, to_batch
-from cnncli.data.idx import check_pair, encode_idx, parse_idx
+from cnncli.data.idx import check_pair, encode_idx, inspect_idx, parse_idx
 from cnncli.errors import DataError
 
 
@@ -43,14 +43,47 @@ def test_malformed_idx_is_rejected_with_file_name_and_fault(
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("head", "hint"),
+    [
+        (b"\x1f\x8b\x08\x00", "looks gzip-compressed"),
+        (b"PK\x03\x04", "not an IDX file"),
+        (b"\x00\x00\x0d\x03", "element type 0x0D (float32) is not supported"),
+        (b"\x00\x00\x08\x02", "it has 2 dimension(s), IDX images have 3"),
+    ],
+)
+def test_bad_magic_says_what_the_file_looks_like(head: bytes, hint: str) -> None:
+    with pytest.raises(DataError) as err:
+        parse_idx(head + bytes(12), "imgs", "images")
+    assert hint in str(err.value)
+
+
+def test_zero_items_is_rejected() -> None:
+    with pytest.raises(DataError, match="imgs: header says 0 labels"):
+        parse_idx(encode_idx(np.zeros(0, np.uint8)), "imgs", "labels")
+
+
+def test_inspect_idx_reads_the_header_and_checks_the_size(tmp_path) -> None:
+    p = tmp_path / "x-images"
+    p.write_bytes(encode_idx(np.zeros((7, 5, 3), np.uint8)))
+    assert inspect_idx(p, "images") == [7, 5, 3]
+    p.write_bytes(encode_idx(np.zeros((7, 5, 3), np.uint8))[:-1])
+    with pytest.raises(DataError, match="x-images: header says 7 images of 5x3 \\(105 bytes\\), "
+                       "file holds 104 bytes"):
+        inspect_idx(p, "images")
+
+
 def test_image_and_label_counts_must_match() -> None:
-    with pytest.raises(DataError, match="3 images but 2 labels"):
-        check_pair(np.zeros((3, 2, 2), np.uint8), np.zeros(2, np.uint8), "train", 10)
+    with pytest.raises(DataError, match="tr-img holds 3 images but tr-lab holds 2 labels"):
+        check_pair(np.zeros((3, 2, 2), np.uint8), np.zeros(2, np.uint8),
+                   images_name="tr-img", labels_name="tr-lab")
 
 
 def test_labels_must_be_within_0_to_9() -> None:
-    with pytest.raises(DataError, match=r"label 12 is outside 0\.\.9 \(first at index 1\)"):
-        check_pair(np.zeros((3, 2, 2), np.uint8), np.array([1, 12, 3], np.uint8), "train", 10)
+    with pytest.raises(DataError, match=r"tr-lab: label 12 at index 1 is outside 0\.\.9 "
+                       r"\(2 such labels\)"):
+        check_pair(np.zeros((4, 2, 2), np.uint8), np.array([1, 12, 3, 10], np.uint8),
+                   images_name="tr-img", labels_name="tr-lab")
 
 
 def test_to_batch_normalises_into_batch_last_float32() -> None:
@@ -67,3 +100,10 @@ def test_iterate_batches_covers_everything_once() -> None:
     assert [len(b) for b in batches] == [4, 4, 2]
     assert sorted(np.concatenate(batches)) == list(range(10))
     assert [list(b) for b in iterate_batches(5, 2)] == [[0, 1], [2, 3], [4]]
+
+
+def test_to_batch_and_iterate_batches_reject_bad_input() -> None:
+    with pytest.raises(DataError, match="expected uint8 images .* received float32 \\(2, 3\\)"):
+        to_batch(np.zeros((2, 3), np.float32))
+    with pytest.raises(DataError, match="batch_size=0"):
+        iterate_batches(5, 0)

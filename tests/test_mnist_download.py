@@ -189,7 +189,7 @@ def test_uncompressed_custom_idx_folder_of_any_image_size(tmp_path: Path) -> Non
     arrays = load_idx_folder(tmp_path)
     assert arrays.train_images.shape == (20, 6, 5)
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(encode_idx(np.full(8, 11, np.uint8)))
-    with pytest.raises(DataError, match="label 11 is outside"):
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: label 11 at index 0 is outside"):
         load_idx_folder(tmp_path)
 
 

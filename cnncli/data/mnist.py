@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from cnncli.data.idx import check_pair, read_idx
+from cnncli.data.idx import check_pair, inspect_idx, read_idx
 from cnncli.errors import DataError
 
 CHUNK = 1 << 16
@@ -414,8 +414,10 @@ def _read_arrays(path_of: Callable[[DataFile], Path], ds: DatasetDefinition) -> 
         read_idx(path_of(ds.test_images), "images"),
         read_idx(path_of(ds.test_labels), "labels"),
     )
-    check_pair(arrays.train_images, arrays.train_labels, ds.train_images.name, ds.num_classes)
-    check_pair(arrays.test_images, arrays.test_labels, ds.test_images.name, ds.num_classes)
+    check_pair(arrays.train_images, arrays.train_labels, images_name=ds.train_images.name,
+               labels_name=ds.train_labels.name, num_classes=ds.num_classes)
+    check_pair(arrays.test_images, arrays.test_labels, images_name=ds.test_images.name,
+               labels_name=ds.test_labels.name, num_classes=ds.num_classes)
     return arrays
 
 
@@ -430,7 +432,7 @@ def data_info(data_dir: str | os.PathLike[str] | None = None,
         row: dict[str, Any] = {"name": f.name, "status": status, "bytes": None, "shape": None}
         if status in ("verified", "ok"):
             row["bytes"] = (folder / f.name).stat().st_size
-            row["shape"] = list(read_idx(folder / f.name, kind).shape)
+            row["shape"] = inspect_idx(folder / f.name, kind)  # the header only
         rows.append(row)
     return folder, rows
 
