@@ -203,6 +203,17 @@ def make_byte_progress(quiet: bool) -> Any:
     return factory
 
 
+def make_reporter(quiet: bool) -> Any:
+    """A cnncli.data Reporter echoing each line to stderr (None when quiet)."""
+    if quiet:
+        return None
+
+    def report(line: str) -> None:
+        click.echo(line, err=True)
+
+    return report
+
+
 @cli.group("data")
 def data_group() -> None:
     """Download, verify and inspect the MNIST files."""
@@ -219,7 +230,7 @@ def data_download(data_dir: str | None, mirrors: tuple[str, ...], force: bool,
     from cnncli.data.mnist import ensure_files, resolve_data_dir
 
     paths = ensure_files(data_dir, mirrors=mirrors, force=force,
-                         progress=make_byte_progress(quiet))
+                         progress=make_byte_progress(quiet), report=make_reporter(quiet))
     if not quiet:
         click.echo(f"MNIST verified in {resolve_data_dir(data_dir)} ({len(paths)} files)")
 
@@ -373,7 +384,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
         check_new_run_dir(run_dir)
     try:
         data = load_dataset(cfg.run, data_dir=data_dir, mirrors=mirrors,
-                            progress=make_byte_progress(quiet))
+                            progress=make_byte_progress(quiet), report=make_reporter(quiet))
     except KeyboardInterrupt:
         click.echo("Interrupted while loading the data; nothing was written.", err=True)
         ctx.exit(130)
@@ -451,7 +462,7 @@ def eval_(checkpoint: str, split: str, batch_size: int | None, as_json: bool,
     if split == "train":
         run.train.val_split = 0.0
     data = load_dataset(run, data_dir=data_dir, mirrors=mirrors,
-                        progress=make_byte_progress(as_json))
+                        progress=make_byte_progress(as_json), report=make_reporter(as_json))
     part = {"test": data.test, "val": data.val, "train": data.train}[split]
     if part is None:
         from cnncli.errors import ConfigError

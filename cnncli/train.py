@@ -130,16 +130,19 @@ def load_dataset(
     data_dir: str | Path | None = None,
     mirrors: tuple[str, ...] | list[str] = (),
     progress: Any = None,
+    report: Any = None,
 ) -> Dataset:
     """Load MNIST (fetched and verified by cnncli.data if needed), split as the config says.
 
     `data_dir` (e.g. --data-dir) wins over the config's data.data_dir; `mirrors` are tried
-    before the config's data.mirrors. `progress` is a cnncli.data ProgressFactory.
+    before the config's data.mirrors. `progress` and `report` are cnncli.data's
+    ProgressFactory and Reporter.
     """
     from cnncli.data import load_mnist
 
     folder = data_dir if data_dir is not None else run.data.data_dir
-    arrays = load_mnist(folder, mirrors=[*mirrors, *run.data.mirrors], progress=progress)
+    arrays = load_mnist(folder, mirrors=[*mirrors, *run.data.mirrors], progress=progress,
+                        report=report)
     return make_dataset(arrays.train_images, arrays.train_labels, arrays.test_images,
                         arrays.test_labels, run.train.val_split, run.train.limit)
 

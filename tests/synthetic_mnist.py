@@ -39,8 +39,8 @@ def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_generated(run: Any, *, data_dir: Any = None, mirrors: Any = (), progress: Any = None
-                   ) -> Any:
+def load_generated(run: Any, *, data_dir: Any = None, mirrors: Any = (), progress: Any = None,
+                   report: Any = None) -> Any:
     """A stand-in for cnncli.train.load_dataset: generated digits, split as the config says
     (400 training images, 100 test images; the data options are ignored)."""
     from cnncli.train import make_dataset

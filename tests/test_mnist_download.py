@@ -107,9 +107,18 @@ def test_happy_path_over_http(server: Server, tmp_path: Path) -> None:
 def test_first_mirror_404_then_second_succeeds(server: Server, tmp_path: Path) -> None:
     ds, raw = small_dataset()
     good = server.serve("/good", raw)
-    ensure_files(tmp_path, mirrors=[f"{server.url}/missing/", good], dataset=ds, opts=FAST)
+    lines: list[str] = []
+    ensure_files(tmp_path, mirrors=[f"{server.url}/missing/", good], dataset=ds, opts=FAST,
+                 report=lines.append)
     assert "/missing/train-images-idx3-ubyte.gz" in server.hits
     assert (tmp_path / "train-images-idx3-ubyte").is_file()
+    # one line per failed mirror and one per verified file, in the order they happened
+    assert lines[0].startswith(f"train-images-idx3-ubyte: mirror {server.url}/missing/ failed "
+                               "(HTTP 404")
+    served = len(gzip.compress(raw["train-images-idx3-ubyte"]))
+    assert lines[1].startswith(f"fetched train-images-idx3-ubyte.gz ({served:,} bytes) ")
+    assert f"from {good}; sha256 verified: {ds.train_images.sha256[:12]}" in lines[1]
+    assert len(lines) == 8
 
 
 def test_wrong_checksum_is_rejected_and_nothing_left(server: Server, tmp_path: Path) -> None:

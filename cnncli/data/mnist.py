@@ -40,6 +40,9 @@ class Progress(Protocol):
 
 #: (description, total bytes or None) -> a progress sink; cli.py passes tqdm bars
 ProgressFactory = Callable[[str, "int | None"], Progress]
+#: receives one line per event worth telling (a file fetched, a mirror that failed); the CLI
+#: echoes them to stderr, so a log shows what was fetched from where even without a terminal
+Reporter = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(marker, fh, indent=1, sort_keys=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; like the data files, this is ordinary data
         os.replace(tmp, folder / MARKER)
     except OSError:
         Path(tmp).unlink(missing_ok=True)  # the marker is only a cache: losing it is harmless
@@ -293,11 +297,13 @@ def _decompress_and_hash(raw: Path, gz: bool, out: BinaryIO) -> str:
 
 def fetch_file(folder: Path, f: DataFile, mirrors: Sequence[str], *,
                progress: ProgressFactory | None = None,
-               opts: FetchOptions | None = None) -> Path:
+               opts: FetchOptions | None = None,
+               report: Reporter | None = None) -> Path:
     """Fetch one file from the first mirror that serves it with the pinned hash.
 
     Temporary files live in `folder` and are removed on any failure; only a verified file
     is renamed into place. When every mirror fails, one DataError lists each and why.
+    `report` hears of each mirror that failed and of the file once it is verified.
     """
     opts = opts or FetchOptions()
     folder.mkdir(parents=True, exist_ok=True)
@@ -312,6 +318,7 @@ def fetch_file(folder: Path, f: DataFile, mirrors: Sequence[str], *,
                 session = _session(opts)
             with os.fdopen(raw_fd, "wb") as dst:
                 gz = _fetch_raw(mirror, f, dst, session, opts, progress)
+                fetched = dst.tell()
             with os.fdopen(out_fd, "wb") as dst:
                 digest = _decompress_and_hash(raw, gz, dst)
                 dst.flush()
@@ -327,9 +334,15 @@ def fetch_file(folder: Path, f: DataFile, mirrors: Sequence[str], *,
             marker = _read_marker(folder)
             marker[f.name] = {**_stamp(final), "sha256": f.sha256}
             _write_marker(folder, marker)
+            if report:
+                served = f.name + (".gz" if gz else "")
+                report(f"fetched {served} ({fetched:,} bytes) from {mirror}; "
+                       f"sha256 verified: {f.sha256[:12]}...")
             return final
         except DataError as exc:
             failures.append(f"{mirror}: {exc}")
+            if report and mirror != mirrors[-1]:
+                report(f"{f.name}: mirror {mirror} failed ({exc}); trying the next")
         finally:
             for p in (raw, out):
                 p.unlink(missing_ok=True)
@@ -346,6 +359,7 @@ def ensure_files(
     progress: ProgressFactory | None = None,
     dataset: DatasetDefinition = MNIST,
     opts: FetchOptions | None = None,
+    report: Reporter | None = None,
 ) -> dict[str, Path]:
     """Make sure every file of the dataset is in the folder and verified; returns their paths.
 
@@ -370,7 +384,7 @@ def ensure_files(
             if not download:
                 raise DataError(f"{folder / f.name} is missing; fetch it with: "
                                 f"cnncli data download --data-dir {folder}")
-            fetch_file(folder, f, all_mirrors, progress=progress, opts=opts)
+            fetch_file(folder, f, all_mirrors, progress=progress, opts=opts, report=report)
             marker = _read_marker(folder)
         paths[f.name] = folder / f.name
     return paths
@@ -384,10 +398,11 @@ def load_mnist(
     progress: ProgressFactory | None = None,
     dataset: DatasetDefinition = MNIST,
     opts: FetchOptions | None = None,
+    report: Reporter | None = None,
 ) -> MnistArrays:
     """All four arrays (uint8), fetching and verifying whatever is missing first."""
     paths = ensure_files(data_dir, mirrors=mirrors, download=download, progress=progress,
-                         dataset=dataset, opts=opts)
+                         dataset=dataset, opts=opts, report=report)
     return _read_arrays(lambda f: paths[f.name], dataset)
 
 
