@@ -34,6 +34,9 @@ class CnnGroup(click.Group):
             return super().invoke(ctx)
         except CnnError as exc:
             raise CnnClickError(str(exc), exc.exit_code) from None
+        except OSError as exc:  # a disk or file-system fault the library did not foresee
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise CnnClickError(f"{where}{exc.strerror or exc}", 1) from None
 
 
 @click.group(cls=CnnGroup, context_settings={"help_option_names": ["-h", "--help"]})

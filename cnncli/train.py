@@ -405,7 +405,11 @@ class Trainer:
 
     def start(self) -> None:
         """Create the run folder (if needed) and write config.yaml."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TrainingError(f"run folder {self.run_dir}: cannot be created "
+                                f"({exc.strerror})") from None
         write_atomic(self.run_dir / "config.yaml", dump_yaml(self.config).encode())
         if self.history:  # resumed: make the metrics files match the checkpoint
             write_metrics(self.run_dir, self.history)

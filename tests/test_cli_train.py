@@ -215,6 +215,26 @@ def generated(monkeypatch: pytest.MonkeyPatch) -> None:
     use_generated_data()
 
 
+def test_run_folder_that_cannot_be_created_is_one_error_line(tmp_path, config_file, generated):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, out, err = run("train", "--config", config_file, "--out", blocker / "run")
+    assert_one_line_error(code, out, err, 1, f"run folder {blocker / 'run'}: cannot be created")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_unforeseen_os_error_is_one_error_line_naming_the_file(tmp_path, config_file,
+                                                               generated, monkeypatch):
+    import cnncli.train
+
+    def disk_full(path: object, data: bytes) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(cnncli.train, "write_atomic", disk_full)
+    code, out, err = run("train", "--config", config_file, "--out", tmp_path / "run")
+    assert_one_line_error(code, out, err, 1, "config.yaml: No space left on device")
+
+
 def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, config_file, generated):
     run_dir = tmp_path / "run"
     code, out, err = run("train", "--config", config_file,

@@ -242,3 +242,13 @@ def test_real_mnist_from_the_shared_mirror(tmp_path: Path) -> None:
     assert np.bincount(m.test_labels).tolist() == TEST_COUNTS
     info = CliRunner().invoke(cli, ["data", "info", "--data-dir", str(tmp_path)])
     assert "train: 60000 images, test: 10000 images" in info.output
+
+
+def test_data_folder_that_cannot_be_created_is_one_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(cli, ["data", "download", "--data-dir", str(blocker / "m"),
+                                      "--mirror", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (f"Error: data folder {blocker / 'm'}: cannot be created "
+                                     "(Not a directory)")

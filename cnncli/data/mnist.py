@@ -306,7 +306,10 @@ def fetch_file(folder: Path, f: DataFile, mirrors: Sequence[str], *,
     `report` hears of each mirror that failed and of the file once it is verified.
     """
     opts = opts or FetchOptions()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"data folder {folder}: cannot be created ({exc.strerror})") from None
     session = None
     failures = []
     for mirror in mirrors:
