@@ -138,13 +138,29 @@ def load_dataset(
     before the config's data.mirrors. `progress` and `report` are cnncli.data's
     ProgressFactory and Reporter.
     """
-    from cnncli.data import load_mnist
+    from cnncli.data import load_idx_folder, load_mnist
 
     folder = data_dir if data_dir is not None else run.data.data_dir
-    arrays = load_mnist(folder, mirrors=[*mirrors, *run.data.mirrors], progress=progress,
-                        report=report)
+    if run.data.dataset == "idx":
+        if folder is None:
+            raise ConfigError("data.dataset idx needs its folder: set data.data_dir or pass "
+                              "--data-dir")
+        arrays = load_idx_folder(folder)
+        check_image_size(arrays.train_images, run.model.input_shape, Path(folder))
+        check_image_size(arrays.test_images, run.model.input_shape, Path(folder))
+    else:
+        arrays = load_mnist(folder, mirrors=[*mirrors, *run.data.mirrors], progress=progress,
+                            report=report)
     return make_dataset(arrays.train_images, arrays.train_labels, arrays.test_images,
                         arrays.test_labels, run.train.val_split, run.train.limit)
+
+
+def check_image_size(images: np.ndarray, input_shape: list[int], folder: Path) -> None:
+    """images: (N, H, W) must match the model's input_shape [1, H, W]; ConfigError if not."""
+    h, w = images.shape[1:]
+    if [1, h, w] != list(input_shape):
+        raise ConfigError(f"{folder}: the images are {h}x{w}, but model.input_shape is "
+                          f"{list(input_shape)}; set it to [1, {h}, {w}]")
 
 
 # -- evaluation -----------------------------------------------------------------------------

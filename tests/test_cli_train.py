@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from synthetic_mnist import use_generated_data
+from synthetic_mnist import make_digits, use_generated_data
 
 from cnncli.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from cnncli.cli import cli
 from cnncli.config import validate_config
+from cnncli.data.idx import encode_idx
 from cnncli.network import build_network
 from cnncli.optim import build_optimizer
 
@@ -346,3 +347,69 @@ def test_double_ctrl_c_exits_130_and_leaves_only_whole_checkpoints(tmp_path, con
     assert "Traceback" not in err
     read_checkpoint(run_dir / "last.safetensors")  # whichever state it holds, it is whole
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+# -- a custom IDX folder -------------------------------------------------------------------------
+
+IDX_CONFIG = """\
+model:
+  input_shape: [1, 30, 32]
+  layers:
+    - {type: conv, filters: 4, kernel: 5}
+    - {type: relu}
+    - {type: maxpool, size: 4}
+    - {type: flatten}
+    - {type: dense, units: 10}
+optimizer: {type: adam, lr: 0.01}
+train: {epochs: 6, batch_size: 16, val_split: 0.2}
+data: {dataset: idx}
+"""
+
+
+def idx_folder(folder: Path) -> Path:
+    """The generated digits padded to 30x32, as the four MNIST-named IDX files, uncompressed."""
+    folder.mkdir()
+    for prefix, n, seed in (("train", 400, 0), ("t10k", 100, 1)):
+        images, labels = make_digits(n, seed)
+        images = np.pad(images, ((0, 0), (1, 1), (2, 2)))
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
+    return folder
+
+
+def test_train_and_eval_on_a_custom_idx_folder_of_another_image_size(tmp_path):
+    data = idx_folder(tmp_path / "digits")
+    config = tmp_path / "idx.yaml"
+    config.write_text(IDX_CONFIG)
+    code, out, err = run("train", "--config", config, "--data-dir", data, "--out",
+                         tmp_path / "run", "--quiet")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["train_images"], summary["val_images"], summary["test"]["images"]) == (
+        320, 80, 100)
+    assert summary["test"]["accuracy"] > 0.5  # chance is 0.1
+    code, out, err = run("eval", tmp_path / "run" / "best.safetensors", "--data-dir", data,
+                         "--json")
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+
+
+def test_custom_idx_folder_errors_name_the_fix(tmp_path):
+    data = idx_folder(tmp_path / "digits")
+    config = tmp_path / "idx.yaml"
+    config.write_text(IDX_CONFIG.replace("[1, 30, 32]", "[1, 28, 28]"))
+    code, out, err = run("train", "--config", config, "--data-dir", data, "--out",
+                         tmp_path / "run")
+    assert_one_line_error(code, out, err, 2, f"{data}: the images are 30x32, but "
+                          "model.input_shape is [1, 28, 28]; set it to [1, 30, 32]")
+    code, out, err = run("train", "--config", config, "--out", tmp_path / "run")
+    assert_one_line_error(code, out, err, 2, "data.dataset idx needs its folder")
+    config.write_text(IDX_CONFIG.replace("[1, 30, 32]", "[3, 30, 32]"))
+    code, out, err = run("train", "--config", config, "--data-dir", data)
+    assert_one_line_error(code, out, err, 2, "model.input_shape: IDX images have one channel")
+    (data / "t10k-labels-idx1-ubyte").unlink()
+    config.write_text(IDX_CONFIG)
+    code, out, err = run("train", "--config", config, "--data-dir", data, "--out",
+                         tmp_path / "run")
+    assert_one_line_error(code, out, err, 1, "t10k-labels-idx1-ubyte is missing")
+    assert not (tmp_path / "run").exists()
