@@ -118,7 +118,7 @@ def test_unknown_section_is_an_error(tmp_path):
     ("optimizer: {type: sgd, lr: .nan}", "optimizer.lr: must be > 0, received NaN"),
     ("schedule: {type: step, gamma: 2}", "schedule.gamma: must be <= 1, received 2"),
     ("schedule: {type: cosine, every_epochs: 2}", "schedule.every_epochs: unknown key"),
-    ("data: {dataset: cifar10}", "data.dataset: must be 'mnist', received 'cifar10'"),
+    ("data: {dataset: cifar10}", "data.dataset: must be 'mnist' or 'idx', received 'cifar10'"),
     ("data: {mirrors: http://x}", "data.mirrors: must be a list, received 'http://x'"),
     ("train: 5", "train: must be a mapping, received 5"),
 ])
