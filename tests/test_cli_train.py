@@ -351,19 +351,9 @@ def test_double_ctrl_c_exits_130_and_leaves_only_whole_checkpoints(tmp_path, con
 
 # -- a custom IDX folder -------------------------------------------------------------------------
 
-IDX_CONFIG = """\
-model:
-  input_shape: [1, 30, 32]
-  layers:
-    - {type: conv, filters: 4, kernel: 5}
-    - {type: relu}
-    - {type: maxpool, size: 4}
-    - {type: flatten}
-    - {type: dense, units: 10}
-optimizer: {type: adam, lr: 0.01}
-train: {epochs: 6, batch_size: 16, val_split: 0.2}
-data: {dataset: idx}
-"""
+#: TINY at 30x32 on a custom IDX folder
+IDX_CONFIG = (TINY.replace("model:\n", "model:\n  input_shape: [1, 30, 32]\n")
+              + "data: {dataset: idx}\n")
 
 
 def idx_folder(folder: Path) -> Path:
@@ -382,7 +372,7 @@ def test_train_and_eval_on_a_custom_idx_folder_of_another_image_size(tmp_path):
     config = tmp_path / "idx.yaml"
     config.write_text(IDX_CONFIG)
     code, out, err = run("train", "--config", config, "--data-dir", data, "--out",
-                         tmp_path / "run", "--quiet")
+                         tmp_path / "run", "--quiet", "--epochs", "6", "--batch-size", "16")
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["train_images"], summary["val_images"], summary["test"]["images"]) == (
