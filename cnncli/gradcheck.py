@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.errors import ConfigError
 from cnncli.layers import Layer, layer_class
 from cnncli.layers.losses import build_loss
 from cnncli.network import Network, build_network
@@ -345,8 +344,5 @@ def check_model(
     in evaluation mode (dropout is the identity), which is what a trained model computes.
     """
     rng = np.random.default_rng(seed)
-    try:
-        net = build_network(input_shape, layer_specs, rng=rng, dtype=np.float64)
-    except ConfigError:
-        raise
+    net = build_network(input_shape, layer_specs, rng=rng, dtype=np.float64)
     return [check_network(name, net, loss_name, batch=batch, tol=tol, rng=rng, limit=limit)]
