@@ -22,7 +22,8 @@ class CnnClickError(click.ClickException):
     """A ClickException that keeps the CnnError's exit code."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+        # one line, whatever the message quotes (a YAML key may hold a line break)
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
         self.exit_code = exit_code
 
 
@@ -181,9 +182,12 @@ def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, 
 
 # -- data: download, info ---------------------------------------------------------------------
 
+# no envvar= here: $CNNCLI_DATA_DIR is read by cnncli.data.resolve_data_dir, after a config's
+# data.data_dir, so that the variable never overrides what a config file says
 data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False), default=None, envvar="CNNCLI_DATA_DIR",
-    help="Where MNIST is cached. [default: $CNNCLI_DATA_DIR, else ~/.cache/cnncli/mnist]")
+    "--data-dir", type=click.Path(file_okay=False), default=None,
+    help="Where the data is (MNIST's cache, or an idx dataset's folder). [default: the "
+         "config's data.data_dir, else $CNNCLI_DATA_DIR, else ~/.cache/cnncli/mnist]")
 mirror_option = click.option(
     "--mirror", "mirrors", multiple=True, metavar="URL|DIR",
     help="A mirror to try first: http(s)://, file:// or a folder; repeatable "
@@ -368,7 +372,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
                  seed=seed, limit=limit)
     if resume is not None:
         for key, option in _RESUME_FIXED:
-            if given[key]:
+            if given[key] is not None and given[key] != ():  # 0 is a value given too
                 raise ConfigError(f"{option} cannot be combined with --resume: a resumed run "
                                   "keeps its saved config (only --epochs, --data-dir and "
                                   "--mirror may change)")

@@ -18,7 +18,6 @@ are config errors too.
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, quote
 
 #: the classes of MNIST; a model must end with this many outputs
 NUM_CLASSES = 10
@@ -279,16 +278,11 @@ class Override:
     @classmethod
     def parse(cls, text: str) -> Override:
         """'optimizer.lr=0.01' -> Override; the value is parsed as YAML (so 8 is an int)."""
-        source = f"--set {text}"
+        source = f"--set {text if len(text) <= 80 else text[:77] + '...'}"
         key, sep, raw = text.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {text!r}: expected key.path=value, e.g. optimizer.lr=0.01")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            raise ConfigError(
-                f"{source}: the value is not valid YAML ({_yaml_problem(exc)})"
-            ) from None
+        value = safe_load(raw, f"{source}: the value") if raw.strip() else None
         try:
             path = parse_key_path(key.strip())
         except ConfigError as exc:
@@ -310,13 +304,13 @@ def apply_override(data: dict[str, Any], ov: Override) -> None:
     here = format_path(ov.path[:-1]) or "the top level"
     if isinstance(last, int):
         if not isinstance(node, list):
-            raise ConfigError(f"{ov.source}: {here} is not a list, received {node!r}")
+            raise ConfigError(f"{ov.source}: {here} is not a list, received {quote(node)}")
         if last >= len(node):
             raise ConfigError(f"{ov.source}: {here} has {len(node)} items, no index {last}")
         node[last] = ov.value
     else:
         if not isinstance(node, dict):
-            raise ConfigError(f"{ov.source}: {here} is not a mapping, received {node!r}")
+            raise ConfigError(f"{ov.source}: {here} is not a mapping, received {quote(node)}")
         node[last] = ov.value
 
 
@@ -324,15 +318,15 @@ def _step_into(node: Any, part: PathPart, ov: Override, depth: int, create: bool
     here = format_path(ov.path[:depth]) or "the top level"
     if isinstance(part, int):
         if not isinstance(node, list):
-            raise ConfigError(f"{ov.source}: {here} is not a list, received {node!r}")
+            raise ConfigError(f"{ov.source}: {here} is not a list, received {quote(node)}")
         if part >= len(node):
             raise ConfigError(f"{ov.source}: {here} has {len(node)} items, no index {part}")
         return node[part]
     if not isinstance(node, dict):
-        raise ConfigError(f"{ov.source}: {here} is not a mapping, received {node!r}")
+        raise ConfigError(f"{ov.source}: {here} is not a mapping, received {quote(node)}")
     if part not in node or node[part] is None:
         if not create:
-            raise ConfigError(f"{ov.source}: no key {part!r} in {here}")
+            raise ConfigError(f"{ov.source}: no key {quote(part)} in {here}")
         node[part] = {}
     return node[part]
 
@@ -426,18 +420,28 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return problem
 
 
-def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """YAML text -> the top-level mapping (yaml.safe_load); ConfigError naming the source."""
+def safe_load(text: str, source: str) -> Any:
+    """yaml.safe_load, with every way it can fail as one ConfigError line naming the source."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid YAML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        reason = str(exc).split(";")[0]
+        raise ConfigError(f"{source}: invalid YAML: {reason}") from None
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """YAML text -> the top-level mapping (yaml.safe_load); ConfigError naming the source."""
+    data = safe_load(text, source)
     if data is None:
         raise ConfigError(f"{source}: the file is empty; a config needs at least a model section")
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the top level must be a mapping of sections (model, loss, optimizer, "
-            f"schedule, train, data), received a {type(data).__name__}: {_short(data)}"
+            f"schedule, train, data), received a {type(data).__name__}: {quote(data)}"
         )
     return data
 
@@ -560,15 +564,6 @@ def _origin(loc: tuple[PathPart, ...], source: str, overrides: Any) -> str:
     return source
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """A value as the user wrote it (YAML-ish: true, null, [1, 2]), cut to `limit` chars."""
-    try:
-        text = repr(value) if isinstance(value, str) else json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _strip_tags(loc: tuple[PathPart, ...]) -> tuple[PathPart, ...]:
     """Drop the union tag pydantic puts in locations: ('optimizer', 'adam', 'lr') -> lr path."""
     if len(loc) >= 2 and loc[0] in _TAGGED and loc[1] in _TAGGED[loc[0]]:
@@ -603,7 +598,7 @@ def _explain(err: dict[str, Any], loc: tuple[PathPart, ...], data: dict[str, Any
               "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
     if kind in bounds:
         sign, key = bounds[kind]
-        return f"must be {sign} {ctx[key]:g}, received {_short(value)}"
+        return f"must be {sign} {ctx[key]:g}, received {quote(value)}"
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -612,28 +607,28 @@ def _explain(err: dict[str, Any], loc: tuple[PathPart, ...], data: dict[str, Any
         return f"unknown key{listing}"
     if kind == "union_tag_invalid":
         tags = ", ".join(sorted(_TAGGED.get(str(loc[0]), {}))) if loc else ctx["expected_tags"]
-        return f"type: must be one of {tags}, received {ctx.get('tag')!r}"
+        return f"type: must be one of {tags}, received {quote(ctx.get('tag'))}"
     if kind == "union_tag_not_found":
         tags = ", ".join(sorted(_TAGGED.get(str(loc[0]), {}))) if loc else ""
         return f"type: is required (one of {tags})"
     if kind == "finite_number":
-        return f"must be a finite number, received {_short(value)}"
+        return f"must be a finite number, received {quote(value)}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == "float_type":
-        return f"must be a number, received {_short(value)}"
+        return f"must be a number, received {quote(value)}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length", ctx.get("max_length"))
         return (f"must have {'at least' if kind == 'too_short' else 'at most'} {n} "
-                f"item{'s' if n != 1 else ''}, received {_short(value)}")
+                f"item{'s' if n != 1 else ''}, received {quote(value)}")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"must be a mapping, received {_short(value)}"
+        return f"must be a mapping, received {quote(value)}"
     msg = str(err["msg"])
     msg = re.sub(r"^Input should be ", "must be ", msg)
     msg = msg.replace("a valid integer", "an integer").replace("a valid boolean",
                                                                "true or false")
     msg = msg.replace("a valid string", "text").replace("a valid list", "a list")
-    return f"{msg}, received {_short(value)}"
+    return f"{msg}, received {quote(value)}"
 
 
 def _describe_validation(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, quote
 from cnncli.layers import Layer, layer_class
 
 Shape = tuple[int, ...]
@@ -136,16 +136,16 @@ def check_input_shape(input_shape: Any) -> Shape:
     if not ok:
         raise ConfigError(
             f"input_shape must be [channels, height, width] of positive integers, "
-            f"received {input_shape!r}"
+            f"received {quote(input_shape)}"
         )
     return (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
 
 
 def _layer_from_spec(i: int, spec: Any) -> Layer:
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"layers[{i}]: must be a mapping with a 'type', received {spec!r}")
+        raise ConfigError(f"layers[{i}]: must be a mapping with a 'type', received {quote(spec)}")
     if "type" not in spec:
-        raise ConfigError(f"layers[{i}]: missing 'type' in {dict(spec)!r}")
+        raise ConfigError(f"layers[{i}]: missing 'type' in {quote(dict(spec))}")
     type_name = spec["type"]
     try:
         cls = layer_class(type_name)
@@ -168,7 +168,7 @@ def build_network(
     shape: Shape = check_input_shape(input_shape)
     if not isinstance(layer_specs, Sequence) or isinstance(layer_specs, str) or not layer_specs:
         raise ConfigError(f"layers must be a non-empty list of layer specs, received "
-                          f"{layer_specs!r}")
+                          f"{quote(layer_specs)}")
     rng = rng if rng is not None else np.random.default_rng(0)
     dtype = np.dtype(dtype)
     _prime_allocator()

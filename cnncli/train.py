@@ -302,9 +302,10 @@ def plan_resume(
 ) -> ResumePlan:
     """Check a --resume request before any data is loaded or anything is written.
 
-    The run continues in the checkpoint's folder when it is that folder's last.safetensors;
-    otherwise (e.g. resuming from best.safetensors, which would overwrite a later
-    last.safetensors) it needs `out`, a new folder.
+    The run continues in the checkpoint's folder only when the checkpoint is that folder's
+    last.safetensors (the run's own latest state). Any other file (best.safetensors, whose
+    folder holds a later last.safetensors, or a checkpoint copied somewhere beside files of
+    the user's) needs `out`, a new folder: continuing in place would overwrite what is there.
     """
     path = Path(path)
     ckpt, cfg = load_checkpoint(path)
@@ -324,11 +325,13 @@ def plan_resume(
     else:
         run_dir = path.parent
         last = run_dir / LAST
-        if path.name != LAST and last.exists():
+        if path.name != LAST:
+            clash = (f"would overwrite {last} (epoch {_epoch_of(last)})" if last.exists() else
+                     f"would write a run's files (config.yaml, metrics, {LAST}, ...) into "
+                     f"{run_dir}")
             raise ConfigError(
-                f"--resume {path}: continuing here would overwrite {last} (epoch "
-                f"{_epoch_of(last)}); pass --out NEW_FOLDER to continue from this checkpoint "
-                "in a new run folder")
+                f"--resume {path}: only a run folder's {LAST} continues in place, and this "
+                f"{clash}; pass --out NEW_FOLDER to continue from it in a new run folder")
     return ResumePlan(ckpt, cfg, run_dir)
 
 
@@ -356,6 +359,11 @@ class Trainer:
         self.config = cfg.resolved()
         if len(data.train) == 0:
             raise ConfigError("the training set is empty; check --limit and train.val_split")
+        for name in ("target_accuracy", "patience"):
+            if getattr(run.train, name) is not None and data.val is None:
+                raise ConfigError(
+                    f"train.{name} needs validation images, but train.val_split "
+                    f"{run.train.val_split:g} of {len(data.train):,} training images gives none")
         self.rng = np.random.default_rng(run.train.seed)
         self.net = build_network(run.model.input_shape, run.model.layers, rng=self.rng)
         self.loss = build_loss(run.loss)

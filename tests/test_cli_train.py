@@ -139,7 +139,8 @@ def test_train_refuses_a_non_empty_out_folder_and_leaves_it_alone(tmp_path, conf
 
 def test_resume_refuses_config_changes(tmp_path):
     ckpt = make_checkpoint(tmp_path / "last.safetensors")
-    for args in (["--lr", "0.1"], ["--config", "lenet"], ["--set", "train.seed=2"]):
+    for args in (["--lr", "0.1"], ["--config", "lenet"], ["--set", "train.seed=2"],
+                 ["--lr", "0"], ["--seed", "0"], ["--limit", "0"], ["--batch-size", "0"]):
         code, out, err = run("train", "--resume", ckpt, *args)
         assert_one_line_error(code, out, err, 2, "cannot be combined with --resume")
 
@@ -382,6 +383,19 @@ def test_train_and_eval_on_a_custom_idx_folder_of_another_image_size(tmp_path):
                          "--json")
     assert code == 0, err
     assert json.loads(out)["accuracy"] == pytest.approx(summary["test"]["accuracy"])
+
+
+def test_cnncli_data_dir_variable_does_not_override_the_configs_folder(tmp_path, monkeypatch):
+    data = idx_folder(tmp_path / "digits")
+    monkeypatch.setenv("CNNCLI_DATA_DIR", str(tmp_path / "elsewhere"))
+    config = tmp_path / "idx.yaml"
+    config.write_text(IDX_CONFIG.replace("{dataset: idx}", f"{{dataset: idx, data_dir: {data}}}"))
+    code, out, err = run("train", "--config", config, "--out", tmp_path / "run", "--quiet",
+                         "--epochs", "1")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["train_images"] == 320  # the idx folder's, not MNIST's
+    assert not (tmp_path / "elsewhere").exists()
 
 
 def test_custom_idx_folder_errors_name_the_fix(tmp_path):

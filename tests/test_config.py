@@ -252,7 +252,7 @@ def test_dedicated_option_overrides_are_blamed_on_the_option():
     ("train.epochs.max=3", "train.epochs is not a mapping, received 15"),
     ("model.layers[40].units=3", "model.layers has 15 items, no index 40"),
     ("model.layers.units=3", "model.layers is not a mapping"),
-    ("optimizer.lr=[1, 2", "the value is not valid YAML"),
+    ("optimizer.lr=[1, 2", "the value: invalid YAML: "),
     ("optimizer.learning_rate=0.1", "optimizer.learning_rate: unknown key"),
     ("model.layers=[]", "model.layers: must have at least 1 item, received []"),
     ("model.input_shape=[1, 28]", "model.input_shape: must be [channels, height, width]"),

@@ -257,6 +257,17 @@ def test_resuming_from_best_needs_a_new_folder(digits, tmp_path):
         plan_resume(run / "best.safetensors", epochs=2, out=run)
 
 
+def test_a_checkpoint_outside_a_run_folder_needs_a_new_folder(digits, tmp_path):
+    _train(digits, tmp_path / "r", "train.epochs=1")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my own notes")
+    (mine / "model.safetensors").write_bytes((tmp_path / "r" / "last.safetensors").read_bytes())
+    with pytest.raises(ConfigError, match="would write a run's files .* into .*mine; pass --out"):
+        plan_resume(mine / "model.safetensors", epochs=2)
+    assert (mine / "config.yaml").read_text() == "my own notes"
+
+
 def test_continuing_from_best_in_a_new_folder_matches_the_straight_run(digits, tmp_path):
     _train(digits, tmp_path / "full")
     _train(digits, tmp_path / "r", "train.epochs=1")
@@ -292,3 +303,12 @@ def test_real_mnist_2000_images_2_epochs_learns_well_above_chance(tmp_path):
     assert len(data.train) == 2000 and len(data.test) == 10000
     summary = Trainer(cfg, data, tmp_path / "run").fit()
     assert summary["test"]["accuracy"] > 0.75  # chance is 0.10
+
+
+def test_early_stopping_without_validation_images_is_a_config_error(digits, tmp_path):
+    cfg = _cfg(TINY, "train.val_split=1e-6", "train.target_accuracy=0.5")
+    data = make_dataset(digits.train.images, digits.train.labels, None, None, 1e-6)
+    assert data.val is None  # the split rounds to no image at all
+    with pytest.raises(ConfigError, match="train.target_accuracy needs validation images, but "
+                       "train.val_split 1e-06 of 320 training images gives none"):
+        Trainer(cfg, data, tmp_path / "r")

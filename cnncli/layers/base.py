@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, quote
 
 Shape = tuple[int, ...]
 
@@ -45,7 +45,7 @@ class Layer:
         for key in config:
             if key not in known:
                 listing = ", ".join(known) if known else "none"
-                raise ConfigError(f"unknown field {key!r} (known: {listing})")
+                raise ConfigError(f"unknown field {quote(key)} (known: {listing})")
         return cls(**config)
 
     def get_config(self) -> dict[str, Any]:

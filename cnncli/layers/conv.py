@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.errors import ConfigError, ShapeError
+from cnncli.errors import ConfigError, ShapeError, quote
 from cnncli.functional.conv import Pad, conv2d_backward, conv2d_forward, conv_output_size
 from cnncli.layers.base import Layer, Shape
 from cnncli.layers.init import INITS, init_weights
@@ -60,7 +60,7 @@ class Conv(Layer):
         else:
             raise ConfigError(
                 "padding must be 'valid', 'same', a non-negative integer or a [height, width] "
-                f"pair, received {padding!r}"
+                f"pair, received {quote(padding)}"
             )
         self.init = None if init is None else choice("init", init, INITS)
         self.pad: Pad = (0, 0, 0, 0)

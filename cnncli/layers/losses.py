@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, quote
 from cnncli.functional import losses as F
 
 
@@ -57,5 +57,5 @@ LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (SoftmaxCrossEntropy, 
 def build_loss(name: object) -> Loss:
     """A new loss object by name; ConfigError listing the known names otherwise."""
     if not isinstance(name, str) or name not in LOSSES:
-        raise ConfigError(f"unknown loss {name!r} (known: {', '.join(sorted(LOSSES))})")
+        raise ConfigError(f"unknown loss {quote(name)} (known: {', '.join(sorted(LOSSES))})")
     return LOSSES[name]()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, quote
 
 if TYPE_CHECKING:
     from cnncli.layers.base import Layer
@@ -36,5 +36,5 @@ def known_types() -> list[str]:
 def layer_class(name: object) -> type[Layer]:
     """The class registered under `name`; ConfigError listing the known ones otherwise."""
     if not isinstance(name, str) or name not in _REGISTRY:
-        raise ConfigError(f"unknown layer type {name!r} (known: {', '.join(known_types())})")
+        raise ConfigError(f"unknown layer type {quote(name)} (known: {', '.join(known_types())})")
     return _REGISTRY[name]

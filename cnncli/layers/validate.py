@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, quote
 
 
 def _is_int(value: Any) -> bool:
@@ -14,7 +14,7 @@ def _is_int(value: Any) -> bool:
 def positive_int(field: str, value: Any) -> int:
     """An int >= 1."""
     if not _is_int(value) or value < 1:
-        raise ConfigError(f"{field} must be a positive integer, received {value!r}")
+        raise ConfigError(f"{field} must be a positive integer, received {quote(value)}")
     return int(value)
 
 
@@ -26,7 +26,7 @@ def pair(field: str, value: Any) -> tuple[int, int]:
         if min(value) >= 1:
             return int(value[0]), int(value[1])
     raise ConfigError(
-        f"{field} must be a positive integer or a [height, width] pair, received {value!r}"
+        f"{field} must be a positive integer or a [height, width] pair, received {quote(value)}"
     )
 
 
@@ -39,17 +39,17 @@ def fraction(field: str, value: Any, *, low_open: bool = False, high_open: bool 
     if not ok:
         lo = "(0" if low_open else "[0"
         hi = "1)" if high_open else "1]"
-        raise ConfigError(f"{field} must be a number in {lo}, {hi}, received {value!r}")
+        raise ConfigError(f"{field} must be a number in {lo}, {hi}, received {quote(value)}")
     return float(value)
 
 
 def non_negative_number(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{field} must be a non-negative number, received {value!r}")
+        raise ConfigError(f"{field} must be a non-negative number, received {quote(value)}")
     return float(value)
 
 
 def choice(field: str, value: Any, options: tuple[str, ...]) -> str:
     if value not in options:
-        raise ConfigError(f"{field} must be one of {', '.join(options)}, received {value!r}")
+        raise ConfigError(f"{field} must be one of {', '.join(options)}, received {quote(value)}")
     return str(value)
