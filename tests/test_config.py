@@ -279,3 +279,23 @@ def test_schema_is_json_with_the_sections_and_one_entry_per_layer_type():
     assert "filters" in by_type["conv"]["properties"]
     assert by_type["dense"]["additionalProperties"] is False
     assert s["$defs"]["TrainConfig"]["additionalProperties"] is False
+
+
+def test_yaml_alias_bomb_is_reported_without_expanding_it(tmp_path):
+    # 8 levels of 10 aliases: a few hundred bytes as written, 10^8 leaves once expanded; an
+    # error message that printed the value in full would take gigabytes and many seconds
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = "\n".join(lines) + "\nmodel: {layers: [{type: flatten}, {type: dense, units: 10}]}\n"
+    path = _write(tmp_path, bomb + "train: {epochs: *a8}\n")
+    msg = _error(path)
+    assert msg.startswith(f"{path}: ") and "[[[[..." in msg and len(msg) < 300
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[" * 3000 + "]" * 3000, "invalid YAML: nested too deeply"),
+    ("train: {epochs: " + "9" * 5000 + "}", "invalid YAML: Exceeds the limit (4300 digits)"),
+])
+def test_pathological_yaml_is_one_config_error(tmp_path, text, expected):
+    assert expected in _error(_write(tmp_path, text))
+    assert expected in _error(_write(tmp_path, "model: {}"), f"train.epochs={text}")
