@@ -6,17 +6,20 @@ others read it. Inside a cnncli checkpoint:
     tensors   layers.<i>.<name>          the weights, dotted names as Network.named_parameters
               optimizer.<key>            optimizer state, e.g. optimizer.layers.0.weight.m
               train.permutation          the current epoch's shuffle (only when saved mid-epoch)
-    metadata  format, format_version     'cnncli.checkpoint', '1'
+    metadata  format, format_version     'cnncli.checkpoint', '2'
               config                     the resolved run config (JSON): enough to rebuild all
               name                       the config's name (file stem or preset)
               epoch, step                completed epochs, optimizer steps taken
               rng                        the numpy Generator's bit_generator.state (JSON)
               history                    one metrics row per completed epoch (JSON)
               progress                   the unfinished epoch's counters (JSON, mid-epoch only)
-              tensors_sha256             a digest of every tensor: corruption is detected
+              sha256                     a digest of every tensor and every other metadata
+                                         entry: any corrupted byte is detected
 
-Loading checks the format, the digest, and every name, shape and dtype against the network
-and optimizer its config describes; any problem is one CheckpointError line.
+Loading checks the format, the digest, the metadata's types and ranges, and every tensor's
+name, shape and dtype against the network and optimizer its config describes; any problem is
+one CheckpointError line. (Format 1 digested the tensors only: a flipped byte in the config
+could pass unnoticed.)
 """
 
 from __future__ import annotations
@@ -35,7 +38,12 @@ import numpy as np
 from cnncli.errors import CheckpointError, ConfigError
 
 FORMAT = "cnncli.checkpoint"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+DIGEST = "sha256"
+#: the keys of a metrics row (cnncli.train writes them) and of a mid-epoch progress record
+HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
+                "images_per_s")
+PROGRESS_KEYS = ("batch", "loss_sum", "correct", "seen", "seconds")
 OPTIMIZER_PREFIX = "optimizer."
 PERMUTATION = "train.permutation"
 
@@ -90,13 +98,16 @@ def _umask() -> int:
     return mask
 
 
-def _digest(tensors: dict[str, np.ndarray]) -> str:
-    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+def _digest(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order, then over the
+    metadata (all but the digest itself) as canonical JSON."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         arr = _c(tensors[name])
         h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
         h.update(arr.tobytes())
+    rest = {k: v for k, v in meta.items() if k != DIGEST}
+    h.update(json.dumps(rest, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -122,11 +133,11 @@ def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
         "step": str(ckpt.step),
         "rng": json.dumps(ckpt.rng_state),
         "history": json.dumps(ckpt.history),
-        "tensors_sha256": _digest(tensors),
         "name": ckpt.name,
     }
     if ckpt.progress is not None:
         meta["progress"] = json.dumps(ckpt.progress)
+    meta[DIGEST] = _digest(tensors, meta)
     return save(tensors, metadata=meta)
 
 
@@ -176,9 +187,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{label}: checkpoint format version "
                               f"{meta.get('format_version')!r} is not supported "
                               f"(this cnncli reads {FORMAT_VERSION!r})")
-    if meta.get("tensors_sha256") != _digest(tensors):
-        raise CheckpointError(f"{label}: the tensors do not match their recorded digest; "
-                              "the file is corrupted")
+    if meta.get(DIGEST) != _digest(tensors, meta):
+        raise CheckpointError(f"{label}: the tensors or metadata do not match their recorded "
+                              "digest; the file is corrupted")
     try:
         config = json.loads(meta["config"])
         epoch, step = int(meta["epoch"]), int(meta["step"])
@@ -187,8 +198,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         progress = json.loads(meta["progress"]) if "progress" in meta else None
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{label}: damaged metadata ({type(exc).__name__}: {exc})") from None
-    if not isinstance(config, dict) or not isinstance(history, list):
-        raise CheckpointError(f"{label}: damaged metadata (config or history has the wrong type)")
+    problem = _metadata_problem(config, epoch, step, rng_state, history, progress,
+                                tensors.get(PERMUTATION))
+    if problem:
+        raise CheckpointError(f"{label}: damaged metadata ({problem})")
     optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in tensors.items()
                  if k.startswith(OPTIMIZER_PREFIX)}
     weights = {k: v for k, v in tensors.items()
@@ -197,6 +210,43 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
                       step=step, rng_state=rng_state, history=history, progress=progress,
                       permutation=tensors.get(PERMUTATION), name=meta.get("name", "run"),
                       source=label)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _metadata_problem(config: Any, epoch: int, step: int, rng_state: Any, history: Any,
+                      progress: Any, permutation: np.ndarray | None) -> str | None:
+    """What is wrong with the parsed metadata's types and ranges, or None.
+
+    The digest already catches corruption; this keeps a hand-edited or foreign file from
+    reaching the trainer with values it cannot use.
+    """
+    if not isinstance(config, dict):
+        return "config is not a mapping"
+    if epoch < 0 or step < 0:
+        return f"epoch {epoch} and step {step} must not be negative"
+    if not isinstance(history, list) or len(history) != epoch:
+        return f"history must hold one row per completed epoch ({epoch})"
+    for row in history:
+        if not isinstance(row, dict) or not all(k in row for k in HISTORY_KEYS):
+            return f"a history row lacks one of {', '.join(HISTORY_KEYS)}"
+        if not all(_is_number(row[k]) or (row[k] is None and k.startswith("val_"))
+                   for k in HISTORY_KEYS):
+            return "a history row holds a value that is not a number"
+    if progress is not None:
+        if not isinstance(progress, dict) or not all(
+                _is_number(progress.get(k)) and progress[k] >= 0 for k in PROGRESS_KEYS):
+            return f"progress must give non-negative {', '.join(PROGRESS_KEYS)}"
+        if permutation is None or permutation.ndim != 1 or not np.array_equal(
+                np.sort(permutation), np.arange(permutation.size)):
+            return "a mid-epoch checkpoint needs its shuffle, a permutation of 0..n-1"
+    try:
+        np.random.default_rng().bit_generator.state = rng_state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        return f"random generator state: {exc}"
+    return None
 
 
 def check_weights(

@@ -397,7 +397,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer)
         try:
             self.rng.bit_generator.state = ckpt.rng_state
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise CheckpointError(f"{ckpt.source}: damaged generator state ({exc})") from None
         done = ckpt.progress["batch"] if ckpt.progress else 0
         if ckpt.step != ckpt.epoch * self.steps_per_epoch + done:

@@ -36,6 +36,11 @@ train: {epochs: 2, batch_size: 8}
 """
 
 
+#: one metrics row, as cnncli.train writes it after each epoch
+ROW = {"epoch": 1, "lr": 0.01, "train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.2,
+       "val_acc": 0.5, "seconds": 2.0, "images_per_s": 900.0}
+
+
 def _make(text: str = SMALL, seed: int = 0) -> Checkpoint:
     cfg = validate_config(yaml.safe_load(text), source="x.yaml")
     rng = np.random.default_rng(seed)
@@ -46,7 +51,7 @@ def _make(text: str = SMALL, seed: int = 0) -> Checkpoint:
     return Checkpoint(config=cfg.resolved(), weights=net.named_parameters(),
                       optimizer=opt.state_dict(), epoch=1, step=7,
                       rng_state=rng.bit_generator.state,
-                      history=[{"epoch": 1, "val_acc": 0.5}])
+                      history=[ROW])
 
 
 @pytest.fixture
@@ -162,6 +167,51 @@ def test_flipped_byte_in_the_tensors_is_detected(saved):
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))
     assert "do not match their recorded digest; the file is corrupted" in _load_error(path)
+
+
+def test_every_flipped_header_byte_is_one_checkpoint_error(saved):
+    """The header holds the tensor table and the metadata (config, history, generator state):
+    a flip anywhere in it must be refused, never load with a changed config or crash."""
+    path, _ = saved
+    good = path.read_bytes()
+    header_end = 8 + int.from_bytes(good[:8], "little")
+    for i in range(8, header_end):
+        data = bytearray(good)
+        data[i] ^= 0x04  # e.g. momentum 0.9 -> 0.=, '1' -> '5', 'a' -> 'e'
+        path.write_bytes(bytes(data))
+        with pytest.raises(CheckpointError):
+            read_checkpoint(path)
+
+
+def test_edited_config_with_a_stale_digest_is_refused(saved):
+    path, _ = saved
+    data = path.read_bytes()
+    edited = data.replace(b'\\"lr\\": 0.01', b'\\"lr\\": 0.09')  # JSON inside JSON
+    assert edited != data
+    path.write_bytes(edited)
+    assert "tensors or metadata do not match their recorded digest" in _load_error(path)
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"history": []}, "history must hold one row per completed epoch (1)"),
+    ({"history": [{"epoch": 1}]}, "a history row lacks one of epoch, lr"),
+    ({"history": [{**ROW, "train_loss": "low"}]},
+     "a history row holds a value that is not a number"),
+    ({"epoch": -1, "history": []}, "epoch -1 and step 7 must not be negative"),
+    ({"rng_state": {"bit_generator": "PCG64", "state": {"state": -5, "inc": 3},
+                    "has_uint32": 0, "uinteger": 0}}, "random generator state"),
+    ({"progress": {"batch": 3}}, "progress must give non-negative batch"),
+    ({"progress": {"batch": 3, "loss_sum": 1.0, "correct": 2, "seen": 8, "seconds": 0.1},
+      "permutation": np.array([0, 0, 1])},
+     "a mid-epoch checkpoint needs its shuffle, a permutation of 0..n-1"),
+])
+def test_well_formed_but_impossible_metadata_is_refused(tmp_path, change, problem):
+    ckpt = _make()
+    for key, value in change.items():
+        setattr(ckpt, key, value)
+    path = tmp_path / "last.safetensors"
+    save_checkpoint(path, ckpt)  # a consistent digest: only the values are wrong
+    assert f"damaged metadata ({problem}" in _load_error(path)
 
 
 def test_foreign_safetensors_file(tmp_path):

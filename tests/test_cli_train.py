@@ -75,7 +75,11 @@ def make_checkpoint(path: Path, text: str = TINY) -> Path:
     opt = build_optimizer(cfg.optimizer.model_dump(), net.named_parameters())
     save_checkpoint(path, Checkpoint(config=cfg.resolved(), weights=net.named_parameters(),
                                      optimizer=opt.state_dict(), epoch=1, step=10,
-                                     rng_state=rng.bit_generator.state, history=[]))
+                                     rng_state=rng.bit_generator.state,
+                                     history=[{"epoch": 1, "lr": 0.01, "train_loss": 2.0,
+                                               "train_acc": 0.2, "val_loss": 2.1,
+                                               "val_acc": 0.2, "seconds": 1.0,
+                                               "images_per_s": 300.0}]))
     return path
 
 
