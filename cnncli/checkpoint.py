@@ -163,11 +163,16 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     from safetensors.numpy import load
 
     label = str(path)
+    if not label:
+        raise CheckpointError("no checkpoint given: the path is empty")
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{label}: no such checkpoint file")
     if p.is_dir():
         raise CheckpointError(f"{label}: is a folder, expected a .safetensors checkpoint file")
+    if not p.is_file():  # a device or pipe: /dev/zero would be read until memory runs out
+        raise CheckpointError(f"{label}: is not a regular file, expected a .safetensors "
+                              "checkpoint file")
     try:
         data = p.read_bytes()
     except OSError as exc:

@@ -38,6 +38,13 @@ class CnnGroup(click.Group):
         except OSError as exc:  # a disk or file-system fault the library did not foresee
             where = f"{exc.filename}: " if exc.filename else ""
             raise CnnClickError(f"{where}{exc.strerror or exc}", 1) from None
+        except MemoryError as exc:  # e.g. a layer of 10^11 units, a batch of 10^12 images
+            raise CnnClickError(f"out of memory: {exc or 'an allocation failed'}", 1) from None
+        except UnicodeError as exc:  # e.g. a path holding characters the file system refuses
+            raise CnnClickError(f"cannot encode or decode text: {exc}", 1) from None
+        except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=CnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,13 +81,24 @@ def summary(config_spec: str, overrides: tuple[str, ...]) -> None:
     click.echo(format_summary(net))
 
 
+def _finite(param: click.Parameter, value: float) -> float:
+    """A float option must be finite: FloatRange lets NaN through (NaN fails every <)."""
+    import math
+
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", param=param)
+    return value
+
+
 @cli.command()
 @click.option("--config", "config_spec", default=None, metavar="FILE|PRESET",
               help="Check this network (at its input shape, small random batch) instead of "
                    "the built-in suite.")
 @click.option("--tol", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              callback=lambda ctx, param, v: _finite(param, v),
               help="Largest relative error that passes.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the random data.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed for the random data.")
 @click.option("--batch", default=2, show_default=True, type=click.IntRange(min=1),
               help="Batch size of the random input (with --config).")
 @click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
@@ -152,7 +170,7 @@ def config_schema() -> None:
               help="Timed training steps (after 5 warm-up steps); figures are medians.")
 @click.option("--eval-batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Batch size of the timed inference passes.")
-@click.option("--seed", default=0, show_default=True, type=int,
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed for the weights and the synthetic data.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures as one JSON object instead of a table.")

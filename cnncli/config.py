@@ -494,6 +494,9 @@ def check_model(
             ("model", "layers", int(m.group(1))) if m
             else ("model", "input_shape") if msg.startswith("input_shape") else ("model",))
         raise type(exc)(f"{_origin(loc, source, overrides)}: model.{msg}") from None
+    except MemoryError as exc:
+        raise ConfigError(f"{_origin(('model', 'layers'), source, overrides)}: model.layers: "
+                          f"the network's weights do not fit in memory ({exc})") from None
     if run.data.dataset == "idx" and model.input_shape[0] != 1:
         loc = ("model", "input_shape")
         raise ConfigError(

@@ -84,3 +84,11 @@ def test_bench_command_unknown_preset_is_a_clean_error() -> None:
     result = CliRunner().invoke(cli, ["bench", "--config", "no-such-preset"])
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and "Traceback" not in result.output
+
+
+def test_a_batch_too_big_for_memory_is_one_error_line() -> None:
+    result = CliRunner().invoke(cli, ["bench", "--config", "mlp", "--steps", "1",
+                                      "--batch-size", str(10**12)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: out of memory: Unable to allocate")
+    assert len(result.output.strip().splitlines()) == 1

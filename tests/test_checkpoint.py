@@ -146,6 +146,16 @@ def test_folder_is_not_a_checkpoint(tmp_path):
     assert "is a folder" in _load_error(tmp_path)
 
 
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero on this system")
+def test_device_is_not_read_as_a_checkpoint():
+    assert "/dev/zero: is not a regular file" in _load_error(Path("/dev/zero"))
+
+
+def test_empty_path_is_not_taken_for_the_current_folder():
+    with pytest.raises(CheckpointError, match="no checkpoint given: the path is empty"):
+        load_checkpoint("")
+
+
 @pytest.mark.parametrize("cut", [0, 5, 100, -1, -50])
 def test_truncated_file(saved, cut):
     path, _ = saved

@@ -141,6 +141,20 @@ def test_train_refuses_a_non_empty_out_folder_and_leaves_it_alone(tmp_path, conf
     assert snapshot(run_dir) == before
 
 
+def test_a_network_too_big_for_memory_is_a_config_error():
+    code, out, err = run("summary", "--config", "lenet", "--set",
+                         "model.layers[8].units=100000000000")
+    assert_one_line_error(code, out, err, 2, "model.layers: the network's weights do not fit "
+                          "in memory (Unable to allocate")
+
+
+def test_bad_float_and_seed_options_are_usage_errors():
+    for args in (["gradcheck", "--tol", "nan"], ["gradcheck", "--seed", "-1"],
+                 ["bench", "--config", "mlp", "--seed", "-1"]):
+        code, out, err = run(*args)
+        assert code == 2 and err.strip().splitlines()[-1].startswith("Error: Invalid value")
+
+
 def test_resume_refuses_config_changes(tmp_path):
     ckpt = make_checkpoint(tmp_path / "last.safetensors")
     for args in (["--lr", "0.1"], ["--config", "lenet"], ["--set", "train.seed=2"],

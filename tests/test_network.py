@@ -127,6 +127,10 @@ def test_unknown_layer_type_lists_known_ones() -> None:
          "layers[0] (dense): init must be one of he, glorot, received 'xavier'"),
         (["relu"], "layers[0]: must be a mapping with a 'type', received 'relu'"),
         ([{"units": 3}], "layers[0]: missing 'type' in {'units': 3}"),
+        ([{"type": "leaky_relu", "alpha": float("nan")}],
+         "layers[0] (leaky_relu): alpha must be a finite non-negative number, received NaN"),
+        ([{"type": "dropout", "rate": float("nan")}],
+         "layers[0] (dropout): rate must be a number in [0, 1), received NaN"),
     ],
 )
 def test_bad_parameters_name_layer_field_and_value(specs: list, message: str) -> None:

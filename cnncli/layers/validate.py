@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cnncli.errors import ConfigError, quote
@@ -44,8 +45,11 @@ def fraction(field: str, value: Any, *, low_open: bool = False, high_open: bool 
 
 
 def non_negative_number(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{field} must be a non-negative number, received {quote(value)}")
+    """A finite number >= 0."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value) or value < 0):
+        raise ConfigError(f"{field} must be a finite non-negative number, received "
+                          f"{quote(value)}")
     return float(value)
 
 
