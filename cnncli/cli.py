@@ -375,16 +375,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
 
     from cnncli.config import Override, load_config
     from cnncli.errors import ConfigError
-    from cnncli.network import format_summary
-    from cnncli.train import (
-        Trainer,
-        TrainingInterrupted,
-        check_new_run_dir,
-        default_run_dir,
-        deferred_interrupt,
-        load_dataset,
-        plan_resume,
-    )
+    from cnncli.train import plan_resume, remove_if_empty, reserve_run_dir
 
     given = dict(config_spec=config_spec, overrides=overrides, batch_size=batch_size, lr=lr,
                  seed=seed, limit=limit)
@@ -395,7 +386,9 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
                                   "keeps its saved config (only --epochs, --data-dir and "
                                   "--mirror may change)")
         plan = plan_resume(resume, epochs=epochs, out=Path(out) if out else None)
-        cfg, ckpt, run_dir = plan.config, plan.checkpoint, plan.run_dir
+        cfg, ckpt = plan.config, plan.checkpoint
+        run_dir, created = (reserve_run_dir(plan.run_dir, cfg.name) if out
+                            else (plan.run_dir, False))
     else:
         if config_spec is None:
             raise ConfigError("train needs --config FILE|PRESET (or --resume CHECKPOINT)")
@@ -405,8 +398,20 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
             ("--limit", "train.limit", limit)) if val is not None]
         cfg = load_config(config_spec, [*overrides, *options])
         ckpt = None
-        run_dir = Path(out) if out else default_run_dir(cfg.name)
-        check_new_run_dir(run_dir)
+        run_dir, created = reserve_run_dir(Path(out) if out else None, cfg.name)
+    try:
+        _train_in(ctx, cfg, ckpt, run_dir, data_dir, mirrors, quiet)
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty folder
+            remove_if_empty(run_dir)
+
+
+def _train_in(ctx: click.Context, cfg: Any, ckpt: Any, run_dir: Any, data_dir: str | None,
+              mirrors: tuple[str, ...], quiet: bool) -> None:
+    """Load the data and train in the reserved run folder, reporting as `train` promises."""
+    from cnncli.network import format_summary
+    from cnncli.train import Trainer, TrainingInterrupted, deferred_interrupt, load_dataset
+
     try:
         data = load_dataset(cfg.run, data_dir=data_dir, mirrors=mirrors,
                             progress=make_byte_progress(quiet), report=make_reporter(quiet))
@@ -417,7 +422,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
     if not quiet:
         click.echo(format_summary(trainer.net))
         val = len(data.val) if data.val is not None else 0
-        action = f"resuming {resume} at epoch {ckpt.epoch + 1}" if ckpt else "training"
+        action = (f"resuming {ckpt.source} at epoch {ckpt.epoch + 1}" if ckpt else "training")
         click.echo(f"{action}: {len(data.train):,} training images, {val:,} validation; "
                    f"run folder {run_dir}")
     progress = _progress_callbacks(quiet)
@@ -433,8 +438,9 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
             summary = trainer.fit(progress, stop)
     except TrainingInterrupted as exc:
         progress.close()
-        click.echo(f"Interrupted in epoch {exc.epoch} after step {exc.step}; saved "
-                   f"{exc.checkpoint}", err=True)
+        click.echo(f"Interrupted in epoch {exc.epoch} after batch {exc.batch} of "
+                   f"{trainer.steps_per_epoch} (step {exc.step}); saved {exc.checkpoint}",
+                   err=True)
         click.echo(f"Resume with: cnncli train --resume {exc.checkpoint}", err=True)
         ctx.exit(130)
     except KeyboardInterrupt:  # the second Ctrl-C: checkpoints on disk are whole (atomic)

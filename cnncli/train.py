@@ -61,10 +61,10 @@ class TrainingInterrupted(CnnError):
 
     exit_code = 130
 
-    def __init__(self, checkpoint: Path, epoch: int, step: int) -> None:
-        super().__init__(f"training interrupted in epoch {epoch} after step {step}; "
-                         f"resumable checkpoint: {checkpoint}")
-        self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
+    def __init__(self, checkpoint: Path, epoch: int, batch: int, step: int) -> None:
+        super().__init__(f"training interrupted in epoch {epoch} after batch {batch} (step "
+                         f"{step}); resumable checkpoint: {checkpoint}")
+        self.checkpoint, self.epoch, self.batch, self.step = checkpoint, epoch, batch, step
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -265,6 +265,52 @@ def check_new_run_dir(path: Path) -> None:
                           f"--out{hint}")
 
 
+def _make_folder(path: Path, exist_ok: bool) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        if not exist_ok:
+            raise
+        raise TrainingError(f"run folder {path}: cannot be created (a file is in the way)"
+                            ) from None
+    except OSError as exc:
+        raise TrainingError(f"run folder {path}: cannot be created ({exc.strerror})") from None
+
+
+def reserve_run_dir(out: Path | None, name: str, now: datetime | None = None
+                    ) -> tuple[Path, bool]:
+    """Create the run folder before any data is loaded -> (folder, whether it was made here).
+
+    `out` must be new or empty (check_new_run_dir). Without it the folder is
+    runs/<name>-<timestamp>, or that name with -2, -3, ... when another run started in the
+    same second: each is made with exist_ok=False, so two runs launched together never share
+    a folder. A folder made here that is still empty when the command ends can be removed
+    with remove_if_empty.
+    """
+    if out is not None:
+        check_new_run_dir(out)
+        created = not out.exists()
+        _make_folder(out, exist_ok=True)
+        return out, created
+    base = default_run_dir(name, now)
+    for k in range(1, 1000):
+        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            _make_folder(path, exist_ok=False)
+            return path, True
+        except FileExistsError:
+            continue
+    raise TrainingError(f"run folder {base}: 999 runs named like it exist; pass --out DIR")
+
+
+def remove_if_empty(path: Path) -> None:
+    """Remove a folder that holds nothing (a run that failed before writing anything)."""
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty, or already gone: nothing to tidy
+
+
 def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl and metrics.csv from the whole history (each atomically)."""
     lines = "".join(json.dumps(row) + "\n" for row in history)
@@ -462,7 +508,8 @@ class Trainer:
                 self.stop_reason = reason
                 break
             if stop is not None and stop.requested and self.epoch < tc.epochs:
-                raise TrainingInterrupted(self.run_dir / LAST, self.epoch, self.step)
+                raise TrainingInterrupted(self.run_dir / LAST, self.epoch,
+                                          self.steps_per_epoch, self.step)
         return self._finish()
 
     def _train_epoch(self, cb: Callbacks, stop: StopFlag | None) -> dict[str, Any]:
@@ -499,7 +546,7 @@ class Trainer:
                        prog["seen"] / max(prog["seconds"], 1e-9))
             if stop is not None and stop.requested and b + 1 < nb:
                 save_checkpoint(self.run_dir / LAST, self.checkpoint())
-                raise TrainingInterrupted(self.run_dir / LAST, e, self.step)
+                raise TrainingInterrupted(self.run_dir / LAST, e, b + 1, self.step)
         train_seconds = prog["seconds"]
         row: dict[str, Any] = {
             "epoch": e,

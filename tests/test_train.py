@@ -25,6 +25,8 @@ from cnncli.train import (
     best_epoch,
     make_dataset,
     plan_resume,
+    remove_if_empty,
+    reserve_run_dir,
     split_indices,
 )
 
@@ -312,3 +314,23 @@ def test_early_stopping_without_validation_images_is_a_config_error(digits, tmp_
     with pytest.raises(ConfigError, match="train.target_accuracy needs validation images, but "
                        "train.val_split 1e-06 of 320 training images gives none"):
         Trainer(cfg, data, tmp_path / "r")
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    monkeypatch.chdir(tmp_path)
+    now = datetime(2026, 11, 25, 14, 22, 58)
+    first, made = reserve_run_dir(None, "mlp", now)
+    second, _ = reserve_run_dir(None, "mlp", now)
+    assert (first, made) == (Path("runs/mlp-20261125-142258"), True)
+    assert second == Path("runs/mlp-20261125-142258-2") and second.is_dir()
+    remove_if_empty(second)
+    (first / "kept.txt").write_text("x")
+    remove_if_empty(first)  # not empty: left alone
+    assert not second.exists() and first.is_dir()
+    out, made = reserve_run_dir(tmp_path / "empty-but-mine", "mlp")
+    assert made and out.is_dir()
+    out.joinpath("x").write_text("x")
+    with pytest.raises(ConfigError, match="not empty"):
+        reserve_run_dir(out, "mlp")
