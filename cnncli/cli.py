@@ -274,8 +274,11 @@ def data_info(data_dir: str | None) -> None:
         click.echo(f"  {r['name']:<25} {r['status']:<9} {shape:<12} {size}")
     if all(r["status"] in ("verified", "ok") for r in rows):
         click.echo(f"train: {rows[0]['shape'][0]} images, test: {rows[2]['shape'][0]} images")
+    elif any(r["status"] == "corrupt" for r in rows):
+        click.echo(f"run `cnncli data download --force --data-dir {folder}` to replace the "
+                   "corrupt files")
     else:
-        click.echo("run `cnncli data download` to fetch what is missing")
+        click.echo(f"run `cnncli data download --data-dir {folder}` to fetch what is missing")
 
 
 # -- training: train, eval ---------------------------------------------------------------------

@@ -388,15 +388,15 @@ def preset_names() -> list[str]:
 def find_config(name_or_path: str) -> tuple[str, str, str]:
     """A path or preset name -> (text, short name, source label). ConfigError if neither."""
     path = Path(name_or_path)
-    if path.is_dir():
-        raise ConfigError(f"{name_or_path}: is a folder, expected a YAML config file")
     if path.is_file():
         return _read_text(path, name_or_path), path.stem, name_or_path
     if "/" not in name_or_path and "\\" not in name_or_path:
         stem = re.sub(r"\.ya?ml$", "", name_or_path)
         res = resources.files("cnncli") / "configs" / f"{stem}.yaml"
-        if res.is_file():
+        if res.is_file():  # a preset, even where a folder of that name exists here
             return res.read_text(encoding="utf-8"), stem, f"configs/{stem}.yaml"
+    if path.is_dir():
+        raise ConfigError(f"{name_or_path}: is a folder, expected a YAML config file")
     raise ConfigError(
         f"config {name_or_path!r} not found: no such file and no such preset "
         f"(presets: {', '.join(preset_names())})"

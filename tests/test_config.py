@@ -171,6 +171,13 @@ def test_folder_is_not_a_config(tmp_path):
     assert "is a folder" in _error(str(tmp_path))
 
 
+def test_a_preset_name_wins_over_a_folder_of_that_name_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlp").mkdir()  # e.g. a folder of one's own runs
+    assert load_config("mlp").source == "configs/mlp.yaml"
+    assert "is a folder" in _error("./mlp")
+
+
 def test_binary_file_is_not_a_config(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_bytes(b"\xff\xfe\x00\x01")

@@ -85,7 +85,7 @@ def test_config_round_trips() -> None:
     again = build_network(cfg["input_shape"], cfg["layers"])
     assert again.get_config() == cfg
     assert cfg["layers"][0] == {"type": "conv", "filters": 6, "kernel": [5, 5], "stride": [1, 1],
-                                "padding": "same", "init": None}
+                                "padding": "same", "init": "he"}  # resolved: a relu follows
 
 
 def test_default_init_is_he_before_relu_and_glorot_before_sigmoid() -> None:

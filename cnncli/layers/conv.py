@@ -63,6 +63,8 @@ class Conv(Layer):
                 f"pair, received {quote(padding)}"
             )
         self.init = None if init is None else choice("init", init, INITS)
+        #: the initialiser build() used: `init`, or He/Glorot chosen by what follows the layer
+        self.init_used: str | None = self.init
         self.pad: Pad = (0, 0, 0, 0)
         self._cache: Any = None
 
@@ -74,7 +76,7 @@ class Conv(Layer):
             "kernel": list(self.kernel),
             "stride": list(self.stride),
             "padding": padding,
-            "init": self.init,
+            "init": self.init_used,
         }
 
     def infer_shape(self, input_shape: Shape) -> Shape:
@@ -100,7 +102,7 @@ class Conv(Layer):
         out = super().build(input_shape, rng, dtype, he_default)
         c = input_shape[0]
         kh, kw = self.kernel
-        kind = self.init or ("he" if he_default else "glorot")
+        kind = self.init_used = self.init or ("he" if he_default else "glorot")
         shape = (self.filters, c, kh, kw)
         self.params = {
             "weight": init_weights(kind, shape, c * kh * kw, self.filters * kh * kw, rng, dtype),

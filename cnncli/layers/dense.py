@@ -40,10 +40,12 @@ class Dense(Layer):
         super().__init__()
         self.units = positive_int("units", units)
         self.init = None if init is None else choice("init", init, INITS)
+        #: the initialiser build() used: `init`, or He/Glorot chosen by what follows the layer
+        self.init_used: str | None = self.init
         self._cache: Any = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"type": self.type_name, "units": self.units, "init": self.init}
+        return {"type": self.type_name, "units": self.units, "init": self.init_used}
 
     def infer_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 1:
@@ -57,7 +59,7 @@ class Dense(Layer):
               he_default: bool = False) -> Shape:
         out = super().build(input_shape, rng, dtype, he_default)
         d = input_shape[0]
-        kind = self.init or ("he" if he_default else "glorot")
+        kind = self.init_used = self.init or ("he" if he_default else "glorot")
         self.params = {
             "weight": init_weights(kind, (self.units, d), d, self.units, rng, dtype),
             "bias": np.zeros(self.units, dtype=dtype),
