@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 import zlib
@@ -454,9 +453,3 @@ def data_info(data_dir: str | os.PathLike[str] | None = None,
         rows.append(row)
     return folder, rows
 
-
-def copy_tree_files(src: Path, dst: Path, names: Iterable[str]) -> None:
-    """Copy named files (a test helper for building mirrors)."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for n in names:
-        shutil.copy2(src / n, dst / n)
