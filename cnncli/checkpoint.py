@@ -40,9 +40,10 @@ from cnncli.errors import CheckpointError, ConfigError
 FORMAT = "cnncli.checkpoint"
 FORMAT_VERSION = "2"
 DIGEST = "sha256"
-#: the keys of a metrics row (cnncli.train writes them) and of a mid-epoch progress record
-HISTORY_KEYS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
-                "images_per_s")
+#: the fields of a metrics row (one per epoch: the history, metrics.jsonl and metrics.csv)
+METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
+                 "images_per_s")
+#: the counters of an unfinished epoch, saved mid-epoch
 PROGRESS_KEYS = ("batch", "loss_sum", "correct", "seen", "seconds")
 OPTIMIZER_PREFIX = "optimizer."
 PERMUTATION = "train.permutation"
@@ -235,10 +236,10 @@ def _metadata_problem(config: Any, epoch: int, step: int, rng_state: Any, histor
     if not isinstance(history, list) or len(history) != epoch:
         return f"history must hold one row per completed epoch ({epoch})"
     for row in history:
-        if not isinstance(row, dict) or not all(k in row for k in HISTORY_KEYS):
-            return f"a history row lacks one of {', '.join(HISTORY_KEYS)}"
+        if not isinstance(row, dict) or not all(k in row for k in METRIC_FIELDS):
+            return f"a history row lacks one of {', '.join(METRIC_FIELDS)}"
         if not all(_is_number(row[k]) or (row[k] is None and k.startswith("val_"))
-                   for k in HISTORY_KEYS):
+                   for k in METRIC_FIELDS):
             return "a history row holds a value that is not a number"
     if progress is not None:
         if not isinstance(progress, dict) or not all(

@@ -95,7 +95,7 @@ def _finite(param: click.Parameter, value: float) -> float:
               help="Check this network (at its input shape, small random batch) instead of "
                    "the built-in suite.")
 @click.option("--tol", default=1e-6, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              callback=lambda ctx, param, v: _finite(param, v),
+              callback=lambda ctx, param, value: _finite(param, value),
               help="Largest relative error that passes.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed for the random data.")

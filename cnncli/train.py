@@ -41,7 +41,13 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from cnncli.checkpoint import (
+    METRIC_FIELDS,
+    Checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    write_atomic,
+)
 from cnncli.config import LoadedConfig, Override, RunConfig, dump_yaml, validate_config
 from cnncli.errors import CheckpointError, CnnError, ConfigError, TrainingError
 from cnncli.layers.losses import Loss, build_loss
@@ -51,8 +57,6 @@ from cnncli.optim import build_optimizer, make_schedule
 #: seeds the fixed train/validation split; independent of train.seed so that every run of a
 #: config validates on the same images
 SPLIT_SEED = 1998
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
-                 "images_per_s")
 LAST, BEST = "last.safetensors", "best.safetensors"
 
 
@@ -475,11 +479,7 @@ class Trainer:
 
     def start(self) -> None:
         """Create the run folder (if needed) and write config.yaml."""
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise TrainingError(f"run folder {self.run_dir}: cannot be created "
-                                f"({exc.strerror})") from None
+        _make_folder(self.run_dir, exist_ok=True)
         write_atomic(self.run_dir / "config.yaml", dump_yaml(self.config).encode())
         if self.history:  # resumed: make the metrics files match the checkpoint
             write_metrics(self.run_dir, self.history)
