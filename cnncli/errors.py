@@ -1,11 +1,20 @@
-"""The CnnError family: the library raises these, only cli.py turns them into exits.
+"""The CnnError family: the library raises these, only the CLI turns them into exits.
 
-Each kind carries the exit code the CLI should use: 2 for a bad config or usage
-(the user must change what they typed), 1 for a runtime fault (data, checkpoint,
-training).
+Each kind carries the exit code the CLI should use: 2 for a bad config or usage (the user must
+change what they typed), 1 for a runtime fault (data, checkpoint, training).
+
+A ConfigError carries where the bad value sits as data, not text: `loc` is a path tuple such as
+('model', 'layers', 3, 'kernel'), `kind` names the layer or section type there ('conv') and
+`source` says who set it (a file, or the `--set` that changed it). The one-line message is made
+from them at the edge, `str(error)`:
+
+    configs/x.yaml: model.layers[3] (conv): kernel: must be >= 1, received 0
 """
 
 from __future__ import annotations
+
+PathPart = str | int
+Loc = tuple[PathPart, ...]
 
 
 class CnnError(Exception):
@@ -18,6 +27,32 @@ class ConfigError(CnnError):
     """A config, layer spec or option value is invalid."""
 
     exit_code = 2
+
+    def __init__(self, message: str, *, loc: Loc = (), source: str | None = None,
+                 kind: str | None = None, kind_depth: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.loc, self.source = message, tuple(loc), source
+        #: the type of the element at loc[:kind_depth] (a layer's 'conv'), shown after it
+        self.kind = kind
+        self.kind_depth = len(self.loc) if kind_depth is None else kind_depth
+
+    def located(self, prefix: Loc = (), *, source: str | None = None,
+                kind: str | None = None) -> ConfigError:
+        """A copy of this error (same class) with `prefix` put before its location; `kind`
+        (naming the element at `prefix`) and `source` fill in where the error has none."""
+        if self.kind is None and kind is not None:
+            new_kind, depth = kind, len(prefix)
+        else:
+            new_kind, depth = self.kind, len(prefix) + self.kind_depth
+        return type(self)(self.message, loc=(*prefix, *self.loc), source=self.source or source,
+                          kind=new_kind, kind_depth=depth)
+
+    def __str__(self) -> str:
+        head = format_path(self.loc[: self.kind_depth])
+        if head and self.kind:
+            head += f" ({self.kind})"
+        parts = [self.source, head, format_path(self.loc[self.kind_depth:]), self.message]
+        return ": ".join(p for p in parts if p)
 
 
 class ShapeError(ConfigError):
@@ -34,6 +69,14 @@ class CheckpointError(CnnError):
 
 class TrainingError(CnnError):
     """Training cannot go on (NaN or infinite loss, ...)."""
+
+
+def format_path(path: Loc) -> str:
+    """('model', 'layers', 3, 'filters') -> 'model.layers[3].filters'."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
 
 
 def quote(value: object, limit: int = 60) -> str:

@@ -1,6 +1,7 @@
-"""Optimizers that update a network's parameters in place, and learning-rate schedules.
+"""Optimizers that update a network's parameters in place, and learning-rate schedules, each
+registered by the `type` a config gives, with its Spec (the config section's fields) beside it.
 
-    opt = Adam(net.named_parameters(), lr=1e-3)
+    opt = build_optimizer(AdamSpec(type="adam", lr=1e-3), net.named_parameters())
     net.backward(loss.backward())
     opt.lr = lr_at(step)              # a schedule is a pure function of the step
     opt.step(net.named_gradients())   # every parameter array is updated in place
@@ -14,14 +15,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from cnncli.errors import CheckpointError
+from cnncli.registry import Registry
+from cnncli.spec import PositiveInt, Real, Spec, check
+
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
+
+
+class OptimizerSpec(Spec):
+    """The fields every optimizer takes."""
+
+    tag_kind: ClassVar[str] = "optimizer"
+    type: str
+    lr: Real = Field(gt=0, description="base learning rate")
 
 
 class Optimizer:
     """Holds the live parameter arrays and the per-parameter state."""
+
+    Spec: ClassVar[type[OptimizerSpec]] = OptimizerSpec
 
     def __init__(self, params: Mapping[str, np.ndarray], lr: float) -> None:
         self.params = dict(params)
@@ -55,6 +73,24 @@ class Optimizer:
             self.state[name][...] = arr
 
 
+class SGDSpec(OptimizerSpec):
+    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay."""
+
+    type: Literal["sgd"]
+    lr: Real = Field(0.01, gt=0, description="base learning rate")
+    momentum: Real = Field(0.0, ge=0, lt=1, description="momentum factor mu in [0, 1)")
+    nesterov: bool = Field(False, strict=True, description="Nesterov momentum (needs momentum > 0)")
+    weight_decay: Real = Field(
+        0.0, ge=0, description="L2 penalty: weight_decay * p is added to every gradient")
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> SGDSpec:
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: needs momentum > 0, received momentum 0")
+        return self
+
+
+@OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
     """Stochastic gradient descent (PyTorch's formulation), all optional parts off by default.
 
@@ -62,6 +98,8 @@ class SGD(Optimizer):
         v = momentum * v + g                         (velocity; skipped when momentum == 0)
         p -= lr * (g + momentum * v)  if nesterov    else   p -= lr * v
     """
+
+    Spec = SGDSpec
 
     def __init__(
         self,
@@ -93,6 +131,23 @@ class SGD(Optimizer):
             p -= self.lr * g
 
 
+class AdamSpec(OptimizerSpec):
+    """Adam (Kingma & Ba) with bias correction and decoupled weight decay (AdamW)."""
+
+    type: Literal["adam"]
+    lr: Real = Field(1e-3, gt=0, description="base learning rate")
+    betas: Annotated[list[Annotated[Real, Field(ge=0, lt=1)]],
+                     Field(min_length=2, max_length=2)] = Field(
+        default_factory=lambda: [0.9, 0.999],
+        description="[beta1, beta2]: decay rates of the first and second moment estimates")
+    eps: Real = Field(1e-8, gt=0, description="added to the root of the second moment")
+    weight_decay: Real = Field(
+        0.0, ge=0,
+        description="decoupled weight decay (AdamW, Loshchilov & Hutter): each step also does "
+        "p -= lr * weight_decay * p, apart from the adaptive update; 0 disables it")
+
+
+@OPTIMIZERS.register("adam")
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with decoupled weight decay (AdamW, Loshchilov & Hutter 2019).
 
@@ -102,6 +157,8 @@ class Adam(Optimizer):
 
     State per parameter: `<name>.m`, `<name>.v`; plus `step` (t, int64 scalar).
     """
+
+    Spec = AdamSpec
 
     def __init__(
         self,
@@ -167,40 +224,107 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return (step + 1) / warmup_steps
 
 
-def make_schedule(
-    kind: str,
-    base_lr: float,
-    *,
-    total_steps: int,
-    warmup_steps: int = 0,
-    step_size: int = 1,
-    gamma: float = 0.1,
-    min_lr: float = 0.0,
-) -> Callable[[int], float]:
-    """A function step -> learning rate: 'constant', 'step' or 'cosine', times the warm-up."""
-    if kind == "constant":
-        def main(s: int) -> float:
-            return constant_lr(s, base_lr)
-    elif kind == "step":
-        def main(s: int) -> float:
-            return step_lr(s, base_lr, step_size, gamma)
-    elif kind == "cosine":
-        def main(s: int) -> float:
-            return cosine_lr(s, base_lr, max(1, total_steps), min_lr)
-    else:
-        raise ValueError(f"unknown schedule {kind!r} (known: constant, cosine, step)")
-
-    def lr_at(step: int) -> float:
-        return main(step) * warmup_factor(step, warmup_steps)
-
-    return lr_at
+def _warmup() -> Any:
+    return Field(0.0, ge=0, description="linear warm-up over this many epochs (fractions "
+                 "allowed): the learning rate of step s is scaled by (s + 1) / warmup_steps "
+                 "until then")
 
 
-def build_optimizer(spec: Mapping[str, object], params: Mapping[str, np.ndarray]) -> Optimizer:
-    """An optimizer from a validated config section, e.g. {'type': 'adam', 'lr': 1e-3, ...}."""
-    kwargs = {k: v for k, v in spec.items() if k != "type"}
-    if spec.get("type") == "sgd":
-        return SGD(params, **kwargs)  # type: ignore[arg-type]
-    if spec.get("type") == "adam":
-        return Adam(params, **kwargs)  # type: ignore[arg-type]
-    raise ValueError(f"unknown optimizer {spec.get('type')!r} (known: adam, sgd)")
+class ScheduleSpec(Spec):
+    """The fields every schedule takes."""
+
+    tag_kind: ClassVar[str] = "schedule"
+    type: str
+    warmup_epochs: Real = _warmup()
+
+
+class Schedule:
+    """A learning-rate schedule: `lr_at(step)`, a pure function of the optimizer step."""
+
+    Spec: ClassVar[type[ScheduleSpec]] = ScheduleSpec
+
+    def __init__(self, spec: ScheduleSpec, base_lr: float, steps_per_epoch: int,
+                 epochs: int) -> None:
+        self.spec, self.base_lr = spec, base_lr
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, epochs * steps_per_epoch
+        self.warmup_steps = int(round(spec.warmup_epochs * steps_per_epoch))
+
+    def main(self, step: int) -> float:
+        """The schedule's own rate at `step`, before the warm-up factor."""
+        return constant_lr(step, self.base_lr)
+
+    def lr_at(self, step: int) -> float:
+        return self.main(step) * warmup_factor(step, self.warmup_steps)
+
+
+class ConstantSpec(ScheduleSpec):
+    """The base learning rate throughout."""
+
+    type: Literal["constant"]
+
+
+@SCHEDULES.register("constant")
+class Constant(Schedule):
+    """The base learning rate throughout."""
+
+    Spec = ConstantSpec
+
+
+class StepSpec(ScheduleSpec):
+    """Multiply the learning rate by gamma every `every_epochs` epochs."""
+
+    type: Literal["step"]
+    every_epochs: PositiveInt = Field(1, description="epochs between decays")
+    gamma: Real = Field(0.1, gt=0, le=1, description="decay factor")
+
+
+@SCHEDULES.register("step")
+class Step(Schedule):
+    """base_lr * gamma ** (step // (every_epochs * steps_per_epoch))."""
+
+    Spec = StepSpec
+    spec: StepSpec
+
+    def main(self, step: int) -> float:
+        return step_lr(step, self.base_lr, self.spec.every_epochs * self.steps_per_epoch,
+                       self.spec.gamma)
+
+
+class CosineSpec(ScheduleSpec):
+    """Cosine decay from the base learning rate to min_lr over the run (per step)."""
+
+    type: Literal["cosine"]
+    min_lr: Real = Field(0.0, ge=0, description="learning rate at the last step")
+
+
+@SCHEDULES.register("cosine")
+class Cosine(Schedule):
+    """Cosine decay from the base rate to min_lr over all the run's steps."""
+
+    Spec = CosineSpec
+    spec: CosineSpec
+
+    def main(self, step: int) -> float:
+        return cosine_lr(step, self.base_lr, max(1, self.total_steps), self.spec.min_lr)
+
+
+def optimizer_spec(spec: OptimizerSpec | Mapping[str, Any]) -> OptimizerSpec:
+    """A validated optimizer spec from a spec or a plain mapping {'type': ..., ...}."""
+    if isinstance(spec, OptimizerSpec):
+        return spec
+    return check(OPTIMIZERS.get(spec.get("type")).Spec, dict(spec))
+
+
+def build_optimizer(spec: OptimizerSpec | Mapping[str, Any],
+                    params: Mapping[str, np.ndarray]) -> Optimizer:
+    """An optimizer for a config section: a validated spec such as AdamSpec(type='adam'), or a
+    plain mapping such as {'type': 'adam', 'lr': 1e-3}, validated here."""
+    spec = optimizer_spec(spec)
+    kwargs = spec.model_dump(exclude={"type"})
+    return OPTIMIZERS.get(spec.type)(params, **kwargs)
+
+
+def build_schedule(spec: ScheduleSpec, base_lr: float, steps_per_epoch: int, epochs: int
+                   ) -> Callable[[int], float]:
+    """step -> learning rate for a validated schedule section."""
+    return SCHEDULES.get(spec.type)(spec, base_lr, steps_per_epoch, epochs).lr_at

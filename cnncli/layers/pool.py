@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from cnncli.errors import ShapeError
 from cnncli.functional.pool import (
@@ -14,56 +15,97 @@ from cnncli.functional.pool import (
     maxpool2d_forward,
     pool_output_size,
 )
-from cnncli.layers.base import Layer, Shape
-from cnncli.layers.registry import register
-from cnncli.layers.validate import pair
+from cnncli.layers.base import CheckCase, Layer, LayerSpec, Shape, register_layer
+from cnncli.spec import Pair
+
+
+class PoolSpec(LayerSpec):
+    """Pooling over size windows moved by stride (overlapping windows allowed), no padding."""
+
+    size: Pair = Field(2, description="window size: n or [height, width]")
+    stride: Pair | None = Field(None, description="step between windows (default: the size)")
+
+    @model_validator(mode="after")
+    def _stride_defaults_to_size(self) -> PoolSpec:
+        if self.stride is None:
+            object.__setattr__(self, "stride", self.size)  # frozen model: set once, here
+        return self
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        if len(input_shape) != 3:
+            raise ShapeError(f"needs an image input (C, H, W), received shape "
+                             f"{tuple(input_shape)}")
+        c, h, w = input_shape
+        (sh, sw), (th, tw) = self.size, self.stride  # type: ignore[misc]
+        if sh > h or sw > w:
+            raise ShapeError(
+                f"window {sh}x{sw} is bigger than its input {h}x{w}, which would pool to zero "
+                f"size (input shape {tuple(input_shape)})")
+        return (c, pool_output_size(h, sh, th), pool_output_size(w, sw, tw))
+
+    def describe(self) -> str:
+        return f"{self.type} {_hw(self.size)} s{_hw(self.stride)}"  # type: ignore[arg-type]
+
+
+def _hw(v: tuple[int, int]) -> str:
+    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
 
 
 class _Pool(Layer):
-    _forward = staticmethod(maxpool2d_forward)
-    _backward = staticmethod(maxpool2d_backward)
-
-    def __init__(self, size: int | list[int] = 2, stride: int | list[int] | None = None) -> None:
-        super().__init__()
-        self.size = pair("size", size)
-        self.stride = self.size if stride is None else pair("stride", stride)
-        self._cache: Any = None
-
-    def get_config(self) -> dict[str, Any]:
-        return {"type": self.type_name, "size": list(self.size), "stride": list(self.stride)}
-
-    def infer_shape(self, input_shape: Shape) -> Shape:
-        if len(input_shape) != 3:
-            raise ShapeError(
-                f"needs an image input (C, H, W), received shape {tuple(input_shape)}"
-            )
-        c, h, w = input_shape
-        if self.size[0] > h or self.size[1] > w:
-            raise ShapeError(
-                f"window {self.size[0]}x{self.size[1]} is bigger than its input {h}x{w}, "
-                f"which would pool to zero size (input shape {tuple(input_shape)})"
-            )
-        oh = pool_output_size(h, self.size[0], self.stride[0])
-        ow = pool_output_size(w, self.size[1], self.stride[1])
-        return (c, oh, ow)
+    spec: PoolSpec
+    _forward: Any
+    _backward: Any
 
     def forward(self, x: np.ndarray, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray:
-        out, self._cache = self._forward(x, self.size, self.stride)
+        out, self._cache = type(self)._forward(x, self.spec.size, self.spec.stride)
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return self._backward(dout, self._cache)
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        return type(self)._backward(dout, self._cache) if input_grad else None
 
 
-@register("maxpool")
+class MaxPoolSpec(PoolSpec):
+    """Max over each window."""
+
+    type: Literal["maxpool"]
+
+
+@register_layer
 class MaxPool(_Pool):
     """Max over each window; backward routes the gradient to the first maximum."""
 
+    Spec = MaxPoolSpec
+    kinked = True
+    _forward = staticmethod(maxpool2d_forward)
+    _backward = staticmethod(maxpool2d_backward)
+    check_cases = (
+        CheckCase("maxpool 2x2, 6x6", {"size": 2}, (2, 6, 6), "distinct"),
+        CheckCase("maxpool 2x2, odd 7x7", {"size": 2}, (2, 7, 7), "distinct"),
+        CheckCase("maxpool 3x3/2 overlapping, 7x7", {"size": 3, "stride": 2}, (2, 7, 7),
+                  "distinct"),
+        CheckCase("maxpool [2,3] s[1,2]", {"size": [2, 3], "stride": [1, 2]}, (1, 5, 7),
+                  "distinct"),
+    )
 
-@register("avgpool")
+    def kink_state(self) -> bytes:
+        return np.ascontiguousarray(self._cache.argmax).tobytes()
+
+
+class AvgPoolSpec(PoolSpec):
+    """Mean over each window."""
+
+    type: Literal["avgpool"]
+
+
+@register_layer
 class AvgPool(_Pool):
     """Mean over each window; backward spreads the gradient evenly."""
 
+    Spec = AvgPoolSpec
     _forward = staticmethod(avgpool2d_forward)
     _backward = staticmethod(avgpool2d_backward)
+    check_cases = (
+        CheckCase("avgpool 2x2, 6x6", {"size": 2}, (2, 6, 6)),
+        CheckCase("avgpool 3x3/2 overlapping, 7x7", {"size": 3, "stride": 2}, (2, 7, 7)),
+    )
