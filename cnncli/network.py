@@ -1,11 +1,14 @@
-"""A sequential network built by walking a YAML layer list (Caffe's net, Keras' Sequential).
+"""A sequential network built by walking a layer list (Caffe's net, Keras' Sequential).
 
-    net = build_network((1, 28, 28), [{"type": "conv", "filters": 6, "kernel": 5}, ...], rng=rng)
-    logits = net.forward(x)          # x: (C, H, W, N) -> (K, N)
-    dx = net.backward(dlogits)       # fills every layer's grads
+    shapes = infer_shapes((1, 28, 28), specs)           # shapes only, no weights
+    net = build_model((1, 28, 28), specs, rng=rng)      # the one build of a command
+    logits = net.forward(x)                             # x: (C, H, W, N) -> (K, N)
+    dx = net.backward(dlogits)                          # fills every layer's grads
+    net.load_parameters(checkpoint.weights)             # checked names, shapes and dtypes
 
-Shapes are inferred layer by layer at build time, so a misfit is reported before any data
-moves, naming the layer index, its type and the shapes.
+Shapes are inferred on the specs, so a misfit is reported before any weight exists, naming the
+layer index, its type and the shapes. `specs` are LayerSpec objects (validated), or plain
+mappings that are validated here.
 """
 
 from __future__ import annotations
@@ -15,10 +18,73 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.errors import ConfigError, quote
-from cnncli.layers import Layer, layer_class
+from cnncli.errors import CheckpointError, ConfigError
+from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
 
 Shape = tuple[int, ...]
+#: a network with more parameters than this is refused as a config error
+MAX_PARAMETERS = 2**31 - 1
+
+
+def as_specs(specs: Sequence[LayerSpec | Mapping[str, Any]]) -> list[LayerSpec]:
+    """LayerSpecs as they are; plain mappings validated (errors located at ('layers', i))."""
+    if isinstance(specs, (str, bytes)) or not isinstance(specs, Sequence) or not specs:
+        raise ConfigError(f"must be a non-empty list of layer specs, received {specs!r:.60}",
+                          loc=("layers",))
+    out = []
+    for i, spec in enumerate(specs):
+        if isinstance(spec, LayerSpec):
+            out.append(spec)
+            continue
+        try:
+            out.append(parse_layer_spec(spec))
+        except ConfigError as exc:
+            raise exc.located(("layers", i)) from None
+    return out
+
+
+def default_init(specs: Sequence[LayerSpec], i: int) -> str:
+    """The initialiser layer i gets when its spec names none: He when the first activation
+    after it (before any other weighted layer) is ReLU-like, Glorot otherwise."""
+    for spec in specs[i + 1:]:
+        prefers = LAYERS.get(spec.type).prefers_he_init
+        if prefers is not None:
+            return "he" if prefers else "glorot"
+        if "init" in type(spec).model_fields:
+            break
+    return "glorot"
+
+
+def resolve_specs(specs: Sequence[LayerSpec | Mapping[str, Any]]) -> list[LayerSpec]:
+    """Specs with every default decided: an unset `init` becomes the one default_init picks."""
+    out = as_specs(specs)
+    return [s.model_copy(update={"init": default_init(out, i)})
+            if "init" in type(s).model_fields and s.init is None else s
+            for i, s in enumerate(out)]
+
+
+def infer_shapes(input_shape: Sequence[int], specs: Sequence[LayerSpec | Mapping[str, Any]]
+                 ) -> list[Shape]:
+    """The output shape of every layer (no batch axis), from the specs alone.
+
+    ConfigError (ShapeError) located at ('layers', i) with the layer's type as its kind when a
+    layer does not fit its input, or when the network would be absurdly large.
+    """
+    shape: Shape = tuple(int(v) for v in input_shape)
+    shapes, params = [], 0
+    for i, spec in enumerate(as_specs(specs)):
+        try:
+            params += spec.param_count(shape)
+            shape = spec.output_shape(shape)
+        except ConfigError as exc:
+            raise exc.located(("layers", i), kind=spec.type) from None
+        if params > MAX_PARAMETERS or int(np.prod(shape, dtype=object)) > MAX_PARAMETERS:
+            raise ConfigError(f"the network grows to {params:,} parameters and outputs of "
+                              f"{int(np.prod(shape, dtype=object)):,} values per image here; "
+                              f"at most {MAX_PARAMETERS:,} are supported",
+                              loc=("layers", i), kind=spec.type)
+        shapes.append(shape)
+    return shapes
 
 
 class Network:
@@ -29,13 +95,20 @@ class Network:
         self.layers = layers
         self.output_shape = layers[-1].output_shape if layers else self.input_shape
 
-    def forward(
-        self, x: np.ndarray, *, training: bool = False, rng: np.random.Generator | None = None
-    ) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, training: bool = False,
+                rng: np.random.Generator | None = None) -> np.ndarray:
         """x: (C, H, W, N) -> output (K, N). `rng` drives dropout when training."""
         for layer in self.layers:
             x = layer.forward(x, training, rng)
         return x
+
+    def activations(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every layer's output for x (evaluation mode), in order: what feature maps show."""
+        out = []
+        for layer in self.layers:
+            x = layer.forward(x, False, None)
+            out.append(x)
+        return out
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
         """dout: (K, N) -> dx: (C, H, W, N); each layer's grads are overwritten.
@@ -44,141 +117,107 @@ class Network:
         first layer skip it (for a first conv layer, the largest col2im of the step) and
         returns None.
         """
-        if not self.layers:
-            return dout if input_grad else None
-        for layer in reversed(self.layers[1:]):
-            dout = layer.backward(dout)
-        if input_grad:
-            return self.layers[0].backward(dout)
-        self.layers[0].backward_params(dout)
-        return None
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
+        return dout if input_grad else None
 
     def named_parameters(self) -> dict[str, np.ndarray]:
         """The live parameter arrays under dotted names, e.g. `layers.0.weight`."""
-        return {
-            f"layers.{i}.{name}": p
-            for i, layer in enumerate(self.layers)
-            for name, p in layer.params.items()
-        }
+        return {f"layers.{i}.{name}": p for i, layer in enumerate(self.layers)
+                for name, p in layer.params.items()}
+
+    def named_buffers(self) -> dict[str, np.ndarray]:
+        """The live buffers (saved, not trained), e.g. `layers.3.running_mean`."""
+        return {f"layers.{i}.{name}": b for i, layer in enumerate(self.layers)
+                for name, b in layer.buffers.items()}
 
     def named_gradients(self) -> dict[str, np.ndarray]:
         """The gradients of the last backward, under the same names as the parameters."""
-        return {
-            f"layers.{i}.{name}": layer.grads[name]
-            for i, layer in enumerate(self.layers)
-            for name in layer.params
-        }
+        return {f"layers.{i}.{name}": layer.grads[name] for i, layer in enumerate(self.layers)
+                for name in layer.params}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Parameters and buffers: everything a checkpoint saves of the model."""
+        return {**self.named_parameters(), **self.named_buffers()}
+
+    def load_parameters(self, arrays: Mapping[str, np.ndarray], source: str = "checkpoint"
+                        ) -> None:
+        """Copy saved parameters and buffers in, after check_state; nothing is copied when a
+        check fails."""
+        expected = self.state()
+        check_state(arrays, {k: (v.shape, v.dtype) for k, v in expected.items()}, source)
+        for name, ref in expected.items():
+            ref[...] = arrays[name]
 
     def param_count(self) -> int:
         return sum(layer.param_count() for layer in self.layers)
 
     def get_config(self) -> dict[str, Any]:
         """{'input_shape': [C, H, W], 'layers': [spec, ...]}: enough to rebuild the model."""
-        return {
-            "input_shape": list(self.input_shape),
-            "layers": [layer.get_config() for layer in self.layers],
-        }
-
-    def summary_rows(self) -> list[tuple[str, str, Shape, int]]:
-        """(index, type, output shape, parameter count) per layer, the input first."""
-        rows: list[tuple[str, str, Shape, int]] = [("", "input", self.input_shape, 0)]
-        for i, layer in enumerate(self.layers):
-            rows.append((str(i), _describe(layer), layer.output_shape, layer.param_count()))
-        return rows
+        return {"input_shape": list(self.input_shape),
+                "layers": [layer.get_config() for layer in self.layers]}
 
 
-def _describe(layer: Layer) -> str:
-    """A short readable description, e.g. `conv 6@5x5 s1 same`."""
-    cfg = layer.get_config()
-    t = cfg["type"]
-    if t == "conv":
-        kh, kw = cfg["kernel"]
-        pad = cfg["padding"] if isinstance(cfg["padding"], str) else f"pad{cfg['padding']}"
-        return f"conv {cfg['filters']}@{kh}x{kw} s{_hw(cfg['stride'])} {pad}"
-    if t in ("maxpool", "avgpool"):
-        return f"{t} {_hw(cfg['size'])} s{_hw(cfg['stride'])}"
-    if t == "dense":
-        return f"dense {cfg['units']}"
-    if t in ("dropout", "leaky_relu"):
-        key = "rate" if t == "dropout" else "alpha"
-        return f"{t} {cfg[key]:g}"
-    return t
+def check_state(arrays: Mapping[str, np.ndarray],
+                expected: Mapping[str, tuple[Shape, np.dtype]], source: str) -> None:
+    """Saved arrays fit a model: every expected name there with its shape and dtype, nothing
+    extra, all finite; CheckpointError naming the first misfit."""
+    missing = [k for k in expected if k not in arrays]
+    extra = [k for k in arrays if k not in expected]
+    if missing or extra:
+        what = f"missing {missing[0]!r}" if missing else f"has unexpected tensor {extra[0]!r}"
+        raise CheckpointError(
+            f"{source}: the weights do not fit the model in its config: {what} (expected "
+            f"{len(expected)} tensors, found {len(arrays)}); was it made by another "
+            "architecture?")
+    for name, (shape, dtype) in expected.items():
+        arr = arrays[name]
+        if arr.shape != tuple(shape) or arr.dtype != dtype:
+            raise CheckpointError(
+                f"{source}: {name} has shape {arr.shape} {arr.dtype}, the model in its config "
+                f"expects {tuple(shape)} {np.dtype(dtype)}; was it made by another "
+                "architecture?")
+        if not np.all(np.isfinite(arr)):
+            raise CheckpointError(f"{source}: {name} contains NaN or infinite values")
 
 
-def _hw(v: Sequence[int]) -> str:
-    return str(v[0]) if v[0] == v[1] else f"{v[0]}x{v[1]}"
+def state_shapes(input_shape: Sequence[int], specs: Sequence[LayerSpec | Mapping[str, Any]],
+                 dtype: np.dtype | type = np.float32) -> dict[str, tuple[Shape, np.dtype]]:
+    """The name, shape and dtype of every parameter and buffer the model will have, from the
+    specs alone (what Network.state() of the built model holds)."""
+    specs = as_specs(specs)
+    shapes = [tuple(int(v) for v in input_shape), *infer_shapes(input_shape, specs)]
+    out = {}
+    for i, spec in enumerate(specs):
+        for name, shape in {**spec.param_shapes(shapes[i]),
+                            **spec.buffer_shapes(shapes[i])}.items():
+            out[f"layers.{i}.{name}"] = (shape, np.dtype(dtype))
+    return out
 
 
-def format_summary(net: Network) -> str:
-    """A Keras-like table: layer, output shape (batch axis omitted), parameters, and the total."""
-    rows = [("#", "layer", "output shape", "params")]
-    for idx, desc, shape, count in net.summary_rows():
-        rows.append((idx, desc, "(" + ", ".join(map(str, shape)) + ")", f"{count:,}"))
-    widths = [max(len(r[k]) for r in rows) for k in range(4)]
-    rule = "-" * (sum(widths) + 6)
-
-    def fmt(r: tuple[str, ...]) -> str:
-        return (f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  "
-                f"{r[3]:>{widths[3]}}").rstrip()
-
-    lines = [fmt(rows[0]), rule, *(fmt(r) for r in rows[1:]), rule,
-             f"total parameters: {net.param_count():,}"]
-    return "\n".join(lines)
-
-
-def check_input_shape(input_shape: Any) -> Shape:
-    """[C, H, W] of positive ints -> (C, H, W); ConfigError quoting the value otherwise."""
-    ok = (
-        isinstance(input_shape, (list, tuple))
-        and len(input_shape) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_shape)
-    )
-    if not ok:
-        raise ConfigError(
-            f"input_shape must be [channels, height, width] of positive integers, "
-            f"received {quote(input_shape)}"
-        )
-    return (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
-
-
-def _layer_from_spec(i: int, spec: Any) -> Layer:
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"layers[{i}]: must be a mapping with a 'type', received {quote(spec)}")
-    if "type" not in spec:
-        raise ConfigError(f"layers[{i}]: missing 'type' in {quote(dict(spec))}")
-    type_name = spec["type"]
-    try:
-        cls = layer_class(type_name)
-        return cls.from_config({k: v for k, v in spec.items() if k != "type"})
-    except ConfigError as exc:
-        raise type(exc)(f"layers[{i}] ({type_name}): {exc}") from None
-
-
-def build_network(
+def build_model(
     input_shape: Sequence[int],
-    layer_specs: Sequence[Mapping[str, Any]],
+    specs: Sequence[LayerSpec | Mapping[str, Any]],
     *,
     rng: np.random.Generator | None = None,
     dtype: np.dtype | type = np.float32,
 ) -> Network:
-    """Validate every spec, infer shapes layer by layer, create parameters from `rng`.
+    """Infer shapes, then create every layer's parameters from `rng`, in layer order.
 
-    Errors name the layer: `layers[3] (conv): kernel must be a positive integer, received 0`.
+    Errors name the layer: `layers[3] (conv): kernel 5x5 is bigger than its padded input ...`.
     """
-    shape: Shape = check_input_shape(input_shape)
-    if not isinstance(layer_specs, Sequence) or isinstance(layer_specs, str) or not layer_specs:
-        raise ConfigError(f"layers must be a non-empty list of layer specs, received "
-                          f"{quote(layer_specs)}")
+    specs = resolve_specs(specs)
+    infer_shapes(input_shape, specs)
     rng = rng if rng is not None else np.random.default_rng(0)
-    dtype = np.dtype(dtype)
     _prime_allocator()
-    layers = [_layer_from_spec(i, spec) for i, spec in enumerate(layer_specs)]
-    for i, layer in enumerate(layers):
-        try:
-            shape = layer.build(shape, rng, dtype, he_default=_he_follows(layers, i))
-        except ConfigError as exc:
-            raise type(exc)(f"layers[{i}] ({layer.type_name}): {exc}") from None
-    return Network(check_input_shape(input_shape), layers)
+    shape: Shape = tuple(int(v) for v in input_shape)
+    layers = []
+    for spec in specs:
+        layer = layer_for(spec)
+        shape = layer.build(shape, rng, np.dtype(dtype))
+        layers.append(layer)
+    return Network(tuple(int(v) for v in input_shape), layers)
 
 
 def _prime_allocator() -> None:
@@ -195,11 +234,36 @@ def _prime_allocator() -> None:
     np.empty(24 << 20, dtype=np.uint8)
 
 
-def _he_follows(layers: list[Layer], i: int) -> bool:
-    """Whether the first activation after layer i (before any other weighted layer) is ReLU-like."""
-    for layer in layers[i + 1:]:
-        if layer.wants_he_init is not None:
-            return layer.wants_he_init
-        if layer.params or layer.type_name in ("conv", "dense"):
-            return False
-    return False
+# -- the summary table, from specs alone ------------------------------------------------------
+
+
+def summary_rows(input_shape: Sequence[int], specs: Sequence[LayerSpec | Mapping[str, Any]]
+                 ) -> list[tuple[str, str, Shape, int]]:
+    """(index, description, output shape, parameter count) per layer, the input first."""
+    specs = as_specs(specs)
+    shapes = infer_shapes(input_shape, specs)
+    rows: list[tuple[str, str, Shape, int]] = [("", "input", tuple(input_shape), 0)]
+    shape: Shape = tuple(input_shape)
+    for i, (spec, out) in enumerate(zip(specs, shapes, strict=True)):
+        rows.append((str(i), spec.describe(), out, spec.param_count(shape)))
+        shape = out
+    return rows
+
+
+def format_summary(input_shape: Sequence[int],
+                   specs: Sequence[LayerSpec | Mapping[str, Any]]) -> str:
+    """A Keras-like table: layer, output shape (batch axis omitted), parameters, and the total."""
+    body = summary_rows(input_shape, specs)
+    rows = [("#", "layer", "output shape", "params")]
+    for idx, desc, shape, count in body:
+        rows.append((idx, desc, "(" + ", ".join(map(str, shape)) + ")", f"{count:,}"))
+    widths = [max(len(r[k]) for r in rows) for k in range(4)]
+    rule = "-" * (sum(widths) + 6)
+
+    def fmt(r: tuple[str, ...]) -> str:
+        return (f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  "
+                f"{r[3]:>{widths[3]}}").rstrip()
+
+    total = sum(r[3] for r in body)
+    return "\n".join([fmt(rows[0]), rule, *(fmt(r) for r in rows[1:]), rule,
+                      f"total parameters: {total:,}"])

@@ -1,0 +1,107 @@
+"""The run config as typed data: one pydantic model per section, layer specs included.
+
+A file has six sections: `model` (required), `loss`, `optimizer`, `schedule`, `train` and
+`data`. Unknown keys are errors, so a typo never passes silently. The layer, optimizer and
+schedule variants come from their registries (each type defines its Spec beside its class),
+so the JSON schema (`config_schema()`) types every field of every variant exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, model_validator
+
+from cnncli.layers import AnyLayerSpec
+from cnncli.layers.losses import LOSSES
+from cnncli.optim import OPTIMIZERS, SCHEDULES, AdamSpec, ConstantSpec
+from cnncli.spec import NonNegativeInt, PositiveInt, Real, Spec, one_of
+
+#: the classes of MNIST; a model must end with this many outputs
+NUM_CLASSES = 10
+#: the shape of one MNIST image, (C, H, W)
+MNIST_SHAPE = (1, 28, 28)
+
+
+def _union(specs: list[Any]) -> Any:
+    """A discriminated union (on `type`) of the given Spec classes."""
+    return Annotated[Union[tuple(specs)], Field(discriminator="type")]  # noqa: UP007
+
+
+OptimizerSection = _union([cls.Spec for _, cls in OPTIMIZERS.items()])
+ScheduleSection = _union([cls.Spec for _, cls in SCHEDULES.items()])
+LossName = Literal[tuple(LOSSES.names())]  # type: ignore[valid-type]
+
+
+class ModelSpec(Spec):
+    """The network: input shape (C, H, W) and the layer list."""
+
+    input_shape: one_of(tuple[PositiveInt, PositiveInt, PositiveInt],  # type: ignore[valid-type]
+                        "[channels, height, width] of positive integers") = Field(
+        MNIST_SHAPE, description="[channels, height, width] of one input image; [1, 28, 28] "
+        "for MNIST")
+    layers: Annotated[list[AnyLayerSpec], Field(min_length=1)] = Field(
+        description="layer specs in order, e.g. {type: conv, filters: 6, kernel: 5}")
+
+
+class TrainConfig(Spec):
+    """The training loop."""
+
+    epochs: PositiveInt = Field(10, description="passes over the training images")
+    batch_size: PositiveInt = Field(64, description="images per step")
+    eval_batch_size: PositiveInt = Field(500, description="images per forward pass when "
+                                         "evaluating")
+    seed: NonNegativeInt = Field(0, description="seeds weights, shuffling and dropout")
+    val_split: Real = Field(
+        0.1, ge=0, lt=1,
+        description="fraction of the training file held out for validation: a fixed "
+        "selection (the same for every seed, see cnncli.data.split.split_indices); 0 = none")
+    limit: PositiveInt | None = Field(
+        None, description="train on only the first N training images (quick runs)")
+    target_accuracy: Real | None = Field(
+        None, gt=0, le=1, description="stop once validation accuracy reaches this fraction")
+    patience: PositiveInt | None = Field(
+        None, description="stop after this many epochs without a better validation accuracy")
+
+    @model_validator(mode="after")
+    def _stopping_needs_validation(self) -> TrainConfig:
+        for name in ("target_accuracy", "patience"):
+            if getattr(self, name) is not None and self.val_split == 0:
+                raise ValueError(f"{name}: needs a validation split, received val_split 0")
+        return self
+
+
+class DataConfig(Spec):
+    """Where the images come from."""
+
+    dataset: Literal["mnist", "idx"] = Field(
+        "mnist",
+        description="mnist: MNIST, fetched from the mirrors and verified against pinned "
+        "SHA-256 sums; idx: your own folder (data_dir or --data-dir) holding the four "
+        "MNIST-named IDX files uncompressed, greyscale images of any size, labels 0..9, "
+        "checked structurally (there are no published hashes to verify)")
+    data_dir: str | None = Field(
+        None, description="folder holding the dataset files (default for mnist: cnncli's data "
+        "folder; required for idx unless --data-dir is given)")
+    mirrors: list[str] = Field(
+        default_factory=list,
+        description="URLs or local folders to fetch the files from, tried before the defaults")
+
+
+class RunConfig(Spec):
+    """A whole run: model, loss, optimizer, schedule, training loop and data."""
+
+    model: ModelSpec
+    loss: LossName = Field("softmax_cross_entropy",  # type: ignore[valid-type]
+                           description=" or ".join(LOSSES.names()))
+    optimizer: OptimizerSection = Field(default_factory=lambda: AdamSpec(type="adam"))
+    schedule: ScheduleSection = Field(default_factory=lambda: ConstantSpec(type="constant"))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of a config file: every layer, optimizer and schedule typed exactly."""
+    schema = RunConfig.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "cnncli run config", **{k: v for k, v in schema.items() if k != "title"}}
