@@ -1,52 +1,59 @@
-"""Checkpoints: named arrays plus JSON in one safetensors file, written atomically.
+"""Checkpoints: named arrays plus JSON in one safetensors file. This module converts between
+the bytes of such a file and a `Checkpoint`, and nothing else.
 
 A safetensors file cannot execute code when loaded (unlike a pickle) and PyTorch, JAX and
 others read it. Inside a cnncli checkpoint:
 
-    tensors   layers.<i>.<name>          the weights, dotted names as Network.named_parameters
+    tensors   layers.<i>.<name>          the model's parameters and buffers (Network.state)
               optimizer.<key>            optimizer state, e.g. optimizer.layers.0.weight.m
               train.permutation          the current epoch's shuffle (only when saved mid-epoch)
-    metadata  format, format_version     'cnncli.checkpoint', '2'
+    metadata  format, format_version     'cnncli.checkpoint', '3'
               config                     the resolved run config (JSON): enough to rebuild all
               name                       the config's name (file stem or preset)
               epoch, step                completed epochs, optimizer steps taken
               rng                        the numpy Generator's bit_generator.state (JSON)
               history                    one metrics row per completed epoch (JSON)
               progress                   the unfinished epoch's counters (JSON, mid-epoch only)
+              data                       what the run trained on (JSON): dataset, file hashes
+              cnncli                     the version of cnncli that wrote it
               sha256                     a digest of every tensor and every other metadata
                                          entry: any corrupted byte is detected
 
-Loading checks the format, the digest, the metadata's types and ranges, and every tensor's
-name, shape and dtype against the network and optimizer its config describes; any problem is
-one CheckpointError line. (Format 1 digested the tensors only: a flipped byte in the config
-could pass unnoticed.)
+Reading checks the container, the format, the digest and every metadata entry's type, range
+and consistency (a hand-edited file re-signed with a new digest still cannot reach the trainer
+with values it cannot use); any problem is one CheckpointError line. Whether the tensors fit a
+model is the model's check (Network.load_parameters), whether the counters fit a run is the
+resume's. Format 3 added `data` and `cnncli`; files of formats 1 and 2 are refused by name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnncli.errors import CheckpointError, ConfigError
+from cnncli import __version__
+from cnncli.errors import CheckpointError
+from cnncli.files import write_atomic
 
 FORMAT = "cnncli.checkpoint"
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 DIGEST = "sha256"
-#: the fields of a metrics row (one per epoch: the history, metrics.jsonl and metrics.csv)
-METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
-                 "images_per_s")
-#: the counters of an unfinished epoch, saved mid-epoch
-PROGRESS_KEYS = ("batch", "loss_sum", "correct", "seen", "seconds")
 OPTIMIZER_PREFIX = "optimizer."
 PERMUTATION = "train.permutation"
+#: a header bigger than this is refused before it is parsed (a real one is a few hundred KB)
+MAX_HEADER = 64 << 20
+#: JSON metadata nested deeper than this is refused (ours is at most 4 deep)
+MAX_DEPTH = 32
+#: the counters of an unfinished epoch: name -> (type, minimum)
+PROGRESS = {"batch": int, "loss_sum": float, "correct": int, "seen": int, "seconds": float}
 
 
 @dataclass
@@ -63,40 +70,12 @@ class Checkpoint:
     progress: dict[str, Any] | None = None
     permutation: np.ndarray | None = None
     name: str = "run"
+    #: what the run trained on: {'dataset': ..., 'files': {name: sha256}, ...}
+    data: dict[str, Any] = field(default_factory=dict)
+    #: the cnncli version that wrote it
+    version: str = __version__
     #: where it was read from, for error messages (not saved)
     source: str = "checkpoint"
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes so that `path` holds either its old content or all of `data`, never a part.
-
-    A temporary file in the same folder is written and fsynced, then moved over `path` with
-    os.replace (atomic on POSIX and Windows), and the folder is fsynced so the rename lasts.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _digest(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> str:
@@ -135,6 +114,8 @@ def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
         "rng": json.dumps(ckpt.rng_state),
         "history": json.dumps(ckpt.history),
         "name": ckpt.name,
+        "data": json.dumps(ckpt.data),
+        "cnncli": ckpt.version,
     }
     if ckpt.progress is not None:
         meta["progress"] = json.dumps(ckpt.progress)
@@ -143,163 +124,177 @@ def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
 
 
 def save_checkpoint(path: str | os.PathLike[str], ckpt: Checkpoint) -> None:
-    """Write a checkpoint atomically (see write_atomic)."""
+    """Write a checkpoint atomically (see cnncli.files.write_atomic)."""
     write_atomic(path, checkpoint_bytes(ckpt))
 
 
-def _header_metadata(data: bytes) -> dict[str, str]:
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    meta = header.get("__metadata__") or {}
-    return {str(k): str(v) for k, v in meta.items()}
-
-
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read and parse a checkpoint file; CheckpointError if it is not a sound cnncli one.
-
-    This checks the container and its digest; `load_checkpoint` also checks the contents
-    against the network and optimizer the saved config describes.
-    """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
+    """Read and parse a checkpoint file; CheckpointError if it is not a sound cnncli one."""
     label = str(path)
     if not label:
         raise CheckpointError("no checkpoint given: the path is empty")
     p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{label}: no such checkpoint file")
     if p.is_dir():
         raise CheckpointError(f"{label}: is a folder, expected a .safetensors checkpoint file")
+    if not p.exists():
+        raise CheckpointError(f"{label}: no such checkpoint file")
     if not p.is_file():  # a device or pipe: /dev/zero would be read until memory runs out
         raise CheckpointError(f"{label}: is not a regular file, expected a .safetensors "
                               "checkpoint file")
     try:
-        data = p.read_bytes()
+        with p.open("rb") as fh:
+            return parse_checkpoint(fh, label)
     except OSError as exc:
         raise CheckpointError(f"{label}: cannot be read ({exc.strerror})") from None
+
+
+def parse_checkpoint(fh: Any, label: str) -> Checkpoint:
+    """A binary file object holding a checkpoint -> Checkpoint (see read_checkpoint).
+
+    The header is read and checked against the file's size before any tensor is read, so a
+    huge or sparse file that is not a checkpoint costs no memory.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    size = os.fstat(fh.fileno()).st_size
+    head = fh.read(8)
+    if len(head) < 8:
+        raise CheckpointError(f"{label}: not a readable safetensors checkpoint (only {size} "
+                              "bytes)")
+    (n,) = struct.unpack("<Q", head)
+    if n > min(MAX_HEADER, size - 8):
+        looks = " (it looks like text: a YAML config?)" if _texty(head) else ""
+        raise CheckpointError(f"{label}: not a safetensors checkpoint: its header would be "
+                              f"{n:,} bytes in a file of {size:,}{looks}")
+    header = _loads(fh.read(n), label, "header")
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{label}: not a safetensors checkpoint (the header is not a map)")
+    end = 0
+    for name, entry in header.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if name != "__metadata__" and isinstance(offsets, list) and len(offsets) == 2 \
+                and all(_is_int(o) for o in offsets):
+            end = max(end, offsets[1])
+    if 8 + n + end != size:
+        raise CheckpointError(f"{label}: truncated or padded: the header describes {8 + n + end:,}"
+                              f" bytes, the file holds {size:,}")
+    fh.seek(0)
+    data = fh.read()
     try:
         tensors = load(data)
-        meta = _header_metadata(data)
-    except (SafetensorError, ValueError, struct.error) as exc:
+    except (SafetensorError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(
-            f"{label}: not a readable safetensors checkpoint (truncated or corrupted?): {reason}"
-        ) from None
+        raise CheckpointError(f"{label}: not a readable safetensors checkpoint (truncated or "
+                              f"corrupted?): {reason}") from None
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{label}: damaged metadata (not a map of strings)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{label}: a safetensors file but not a cnncli checkpoint "
                               "(no cnncli metadata)")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{label}: checkpoint format version "
-                              f"{meta.get('format_version')!r} is not supported "
-                              f"(this cnncli reads {FORMAT_VERSION!r})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        older = version in ("1", "2")
+        raise CheckpointError(
+            f"{label}: checkpoint format version {version!r} "
+            f"{'is from an older cnncli' if older else 'is not supported'}; this cnncli reads "
+            f"format {FORMAT_VERSION!r}" + ("; retrain, or evaluate it with the cnncli that "
+                                            "wrote it" if older else ""))
     if meta.get(DIGEST) != _digest(tensors, meta):
         raise CheckpointError(f"{label}: the tensors or metadata do not match their recorded "
                               "digest; the file is corrupted")
+    return _from_parts(tensors, meta, label)
+
+
+def _texty(head: bytes) -> bool:
+    return all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+def _loads(text: bytes | str, label: str, what: str) -> Any:
+    """json.loads with a depth bound; CheckpointError on anything malformed."""
     try:
-        config = json.loads(meta["config"])
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:80]
+        raise CheckpointError(f"{label}: damaged metadata ({what}: {reason})") from None
+    if _depth(value) > MAX_DEPTH:
+        raise CheckpointError(f"{label}: damaged metadata ({what}: nested too deeply)")
+    return value
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max([_depth(v, level + 1) for v in value.values()] or [level + 1])
+    if isinstance(value, list):
+        return max([_depth(v, level + 1) for v in value] or [level + 1])
+    return level
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _from_parts(tensors: dict[str, np.ndarray], meta: dict[str, str], label: str
+                ) -> Checkpoint:
+    """The checked metadata and tensors -> Checkpoint; CheckpointError naming what is wrong."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{label}: damaged metadata ({what})")
+
+    for key in ("config", "epoch", "step", "rng", "history", "data"):
+        if key not in meta:
+            raise bad(f"no {key}")
+    config = _loads(meta["config"], label, "config")
+    rng_state = _loads(meta["rng"], label, "rng")
+    history = _loads(meta["history"], label, "history")
+    data = _loads(meta["data"], label, "data")
+    progress = _loads(meta["progress"], label, "progress") if "progress" in meta else None
+    if not isinstance(config, dict):
+        raise bad("config is not a mapping")
+    if not isinstance(data, dict):
+        raise bad("data is not a mapping")
+    try:
         epoch, step = int(meta["epoch"]), int(meta["step"])
-        rng_state = json.loads(meta["rng"])
-        history = json.loads(meta["history"])
-        progress = json.loads(meta["progress"]) if "progress" in meta else None
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{label}: damaged metadata ({type(exc).__name__}: {exc})") from None
-    problem = _metadata_problem(config, epoch, step, rng_state, history, progress,
-                                tensors.get(PERMUTATION))
-    if problem:
-        raise CheckpointError(f"{label}: damaged metadata ({problem})")
+    except ValueError:
+        raise bad(f"epoch {meta['epoch']!r} and step {meta['step']!r} must be integers") from None
+    if not (0 <= epoch < 2**31 and 0 <= step < 2**53):
+        raise bad(f"epoch {epoch} and step {step} out of range")
+    if not isinstance(history, list) or len(history) != epoch:
+        raise bad(f"history must hold one row per completed epoch ({epoch})")
+    for i, row in enumerate(history):
+        if not isinstance(row, dict) or row.get("epoch") != i + 1 or not all(
+                isinstance(k, str) and (v is None or _is_number(v)) for k, v in row.items()):
+            raise bad(f"history row {i + 1} must be a mapping of numbers with epoch {i + 1}")
+    permutation = tensors.get(PERMUTATION)
+    if progress is not None:
+        if not isinstance(progress, dict) or set(progress) != set(PROGRESS) or not all(
+                (_is_int(progress[k]) if t is int else _is_number(progress[k]))
+                and progress[k] >= 0 for k, t in PROGRESS.items()):
+            raise bad("progress must give non-negative integers batch, correct, seen and "
+                      "numbers loss_sum, seconds")
+        if progress["correct"] > progress["seen"] or (progress["batch"] > 0) != (
+                progress["seen"] > 0):
+            raise bad("progress counters disagree (correct > seen, or batches without images)")
+        if permutation is None or permutation.dtype != np.int64 or permutation.ndim != 1 \
+                or not np.array_equal(np.sort(permutation), np.arange(permutation.size)):
+            raise bad("a mid-epoch checkpoint needs its shuffle, a permutation of 0..n-1")
+    elif permutation is not None:
+        raise bad("a shuffle without an unfinished epoch")
+    try:
+        np.random.default_rng().bit_generator.state = rng_state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise bad(f"random generator state: {str(exc)[:80]}") from None
     optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in tensors.items()
                  if k.startswith(OPTIMIZER_PREFIX)}
     weights = {k: v for k, v in tensors.items()
                if not k.startswith(OPTIMIZER_PREFIX) and k != PERMUTATION}
     return Checkpoint(config=config, weights=weights, optimizer=optimizer, epoch=epoch,
                       step=step, rng_state=rng_state, history=history, progress=progress,
-                      permutation=tensors.get(PERMUTATION), name=meta.get("name", "run"),
-                      source=label)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _metadata_problem(config: Any, epoch: int, step: int, rng_state: Any, history: Any,
-                      progress: Any, permutation: np.ndarray | None) -> str | None:
-    """What is wrong with the parsed metadata's types and ranges, or None.
-
-    The digest already catches corruption; this keeps a hand-edited or foreign file from
-    reaching the trainer with values it cannot use.
-    """
-    if not isinstance(config, dict):
-        return "config is not a mapping"
-    if epoch < 0 or step < 0:
-        return f"epoch {epoch} and step {step} must not be negative"
-    if not isinstance(history, list) or len(history) != epoch:
-        return f"history must hold one row per completed epoch ({epoch})"
-    for row in history:
-        if not isinstance(row, dict) or not all(k in row for k in METRIC_FIELDS):
-            return f"a history row lacks one of {', '.join(METRIC_FIELDS)}"
-        if not all(_is_number(row[k]) or (row[k] is None and k.startswith("val_"))
-                   for k in METRIC_FIELDS):
-            return "a history row holds a value that is not a number"
-    if progress is not None:
-        if not isinstance(progress, dict) or not all(
-                _is_number(progress.get(k)) and progress[k] >= 0 for k in PROGRESS_KEYS):
-            return f"progress must give non-negative {', '.join(PROGRESS_KEYS)}"
-        if permutation is None or permutation.ndim != 1 or not np.array_equal(
-                np.sort(permutation), np.arange(permutation.size)):
-            return "a mid-epoch checkpoint needs its shuffle, a permutation of 0..n-1"
-    try:
-        np.random.default_rng().bit_generator.state = rng_state
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        return f"random generator state: {exc}"
-    return None
-
-
-def check_weights(
-    weights: dict[str, np.ndarray], expected: dict[str, np.ndarray], label: str
-) -> None:
-    """Every expected name present with the same shape and dtype, nothing extra, all finite."""
-    missing = [k for k in expected if k not in weights]
-    extra = [k for k in weights if k not in expected]
-    if missing or extra:
-        what = (f"missing {missing[0]!r}" if missing else f"has unexpected tensor {extra[0]!r}")
-        raise CheckpointError(
-            f"{label}: the weights do not fit the model in its config: {what} "
-            f"(expected {len(expected)} tensors, found {len(weights)}); "
-            "was it made by another architecture?"
-        )
-    for name, ref in expected.items():
-        arr = weights[name]
-        if arr.shape != ref.shape or arr.dtype != ref.dtype:
-            raise CheckpointError(
-                f"{label}: {name} has shape {arr.shape} {arr.dtype}, the model in its config "
-                f"expects {ref.shape} {ref.dtype}; was it made by another architecture?"
-            )
-        if not np.all(np.isfinite(arr)):
-            raise CheckpointError(f"{label}: {name} contains NaN or infinite values")
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[Checkpoint, Any]:
-    """Read a checkpoint and check it fully -> (checkpoint, its validated LoadedConfig).
-
-    The config must validate, the weights must fit the network it describes, and the
-    optimizer state must fit the optimizer it describes.
-    """
-    from cnncli.config import validate_config
-    from cnncli.network import build_network
-    from cnncli.optim import build_optimizer
-
-    label = str(path)
-    ckpt = read_checkpoint(path)
-    try:
-        cfg = validate_config(ckpt.config, source=f"{label} (saved config)", name=ckpt.name)
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from None
-    net = build_network(cfg.run.model.input_shape, cfg.run.model.layers)
-    check_weights(ckpt.weights, net.named_parameters(), label)
-    opt = build_optimizer(cfg.run.optimizer.model_dump(), net.named_parameters())
-    try:
-        opt.load_state_dict(ckpt.optimizer)
-    except CheckpointError as exc:
-        raise CheckpointError(f"{label}: {exc}") from None
-    return ckpt, cfg
+                      permutation=permutation, name=meta.get("name", "run"), data=data,
+                      version=meta.get("cnncli", "?"), source=label)

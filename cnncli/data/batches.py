@@ -16,8 +16,9 @@ MEAN = 0.1307  # MNIST training-set pixel mean, on the 0..1 scale
 STD = 0.3081  # and its standard deviation
 
 
-def to_batch(images: np.ndarray, dtype: type = np.float32) -> np.ndarray:
-    """uint8 (B, H, W) or (B, C, H, W) -> normalised (C, H, W, B): (x/255 - MEAN) / STD.
+def to_batch(images: np.ndarray, dtype: type = np.float32, mean: float = MEAN,
+             std: float = STD) -> np.ndarray:
+    """uint8 (B, H, W) or (B, C, H, W) -> normalised (C, H, W, B): (x/255 - mean) / std.
 
     One transposing, converting copy into a fresh C-contiguous array, then scaled in place
     (measured faster than a 256-entry lookup table: 48 vs 77 us for 64 MNIST images).
@@ -29,8 +30,8 @@ def to_batch(images: np.ndarray, dtype: type = np.float32) -> np.ndarray:
         images = images[:, None]  # (B, H, W) -> (B, 1, H, W)
     out = np.empty(images.shape[1:] + images.shape[:1], dtype=dtype)  # (C, H, W, B)
     np.copyto(out, np.moveaxis(images, 0, -1))
-    out *= dtype(1.0 / (255.0 * STD))
-    out -= dtype(MEAN / STD)
+    out *= dtype(1.0 / (255.0 * std))
+    out -= dtype(mean / std)
     return out
 
 
