@@ -1,0 +1,129 @@
+"""A training run as one library call: plan it (config, folder, resume), then run it.
+
+    plan = plan_training("lenet", overrides=["train.epochs=3"])      # or resume="runs/x/last..."
+    summary = run_training(plan, FetchingSource(), callbacks, stop)
+
+`plan_training` checks everything it can before any data is loaded (the config, the resume
+rules) and reserves the run folder; `run_training` loads the data from the source it is given,
+builds the model once and trains. The CLI is a thin shell over these two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnncli.checkpoint import Checkpoint
+from cnncli.config import LoadedConfig, Override, load_config
+from cnncli.data.source import DataArrays, DataSource
+from cnncli.data.split import make_dataset
+from cnncli.errors import ConfigError
+from cnncli.network import build_model
+from cnncli.training.callbacks import Callbacks, StartInfo
+from cnncli.training.folder import remove_if_empty, reserve_run_dir
+from cnncli.training.interrupt import StopFlag, TrainingInterrupted, deferred_interrupt
+from cnncli.training.resume import plan_resume, restore
+from cnncli.training.trainer import Trainer
+
+
+@dataclass
+class TrainPlan:
+    """What a training run will do, checked: the config, the folder, what it resumes."""
+
+    config: LoadedConfig
+    run_dir: Path
+    resume: Checkpoint | None = None
+    #: whether the folder was created for this run (removed again if nothing gets written)
+    created: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+
+def plan_training(config: str | None = None, overrides: Sequence[Override | str] = (), *,
+                  resume: str | Path | None = None, out: str | Path | None = None,
+                  epochs: int | None = None) -> TrainPlan:
+    """Check a training request and reserve its run folder; nothing else is written.
+
+    A new run needs `config` (a file or preset) and may take overrides; a resumed run takes
+    only `epochs` (its config travels in the checkpoint) and `out` (a new folder).
+    """
+    out_path = Path(out) if out is not None else None
+    if resume is not None:
+        if config is not None or overrides:
+            first = overrides[0] if overrides else None
+            option = ("--config" if config is not None else
+                      first.source.split()[0] if isinstance(first, Override) else "--set")
+            raise ConfigError(f"{option} cannot be combined with --resume: a resumed run keeps "
+                              "its saved config (only --epochs, --data-dir and --mirror may "
+                              "change)")
+        rp = plan_resume(resume, epochs=epochs, out=out_path)
+        if out_path is not None:
+            run_dir, created = reserve_run_dir(out_path, rp.config.name)
+        else:
+            run_dir, created = rp.run_dir, False
+        return TrainPlan(rp.config, run_dir, rp.checkpoint, created)
+    if config is None:
+        raise ConfigError("train needs --config FILE|PRESET (or --resume CHECKPOINT)")
+    extra = [Override.of("--epochs", "train.epochs", epochs)] if epochs is not None else []
+    cfg = load_config(config, [*overrides, *extra])
+    run_dir, created = reserve_run_dir(out_path, cfg.name)
+    return TrainPlan(cfg, run_dir, None, created, cfg.notes)
+
+
+def check_image_size(arrays: DataArrays, input_shape: Sequence[int], where: str) -> None:
+    """The images (N, H, W) must match the model's input_shape [1, H, W]; ConfigError if not."""
+    for images in (arrays.train_images, arrays.test_images):
+        if images is None:
+            continue
+        h, w = images.shape[1:]
+        if [1, h, w] != list(input_shape):
+            raise ConfigError(f"{where}: the images are {h}x{w}, but model.input_shape is "
+                              f"{list(input_shape)}; set it to [1, {h}, {w}]")
+
+
+def run_training(plan: TrainPlan, source: DataSource, callbacks: Callbacks | None = None,
+                 stop: StopFlag | None = None, *, handle_ctrl_c: bool = False
+                 ) -> dict[str, Any]:
+    """Load the data, build the model once, train in the planned folder -> the summary.
+
+    `stop` asks the loop to stop after the current step (it checkpoints, then raises
+    TrainingInterrupted). With `handle_ctrl_c`, the first Ctrl-C once training has started
+    sets such a request (callbacks.on_stop_requested hears of it) and a second one raises
+    KeyboardInterrupt at once; a Ctrl-C while the data loads is a plain KeyboardInterrupt.
+    A folder made for this run is removed again if the run ends before writing anything.
+    """
+    try:
+        return _run(plan, source, callbacks or Callbacks(), stop, handle_ctrl_c)
+    finally:
+        if plan.created:
+            remove_if_empty(plan.run_dir)
+
+
+def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | None,
+         handle_ctrl_c: bool) -> dict[str, Any]:
+    run = plan.config.run
+    arrays = source.load(run.data)
+    check_image_size(arrays, run.model.input_shape,
+                     str(arrays.identity.get("folder") or arrays.identity.get("dataset")))
+    data = make_dataset(arrays.train_images, arrays.train_labels, arrays.test_images,
+                        arrays.test_labels, run.train.val_split, run.train.limit)
+    rng = np.random.default_rng(run.train.seed)
+    net = build_model(run.model.input_shape, run.model.layers, rng=rng)
+    trainer = Trainer(plan.config, data, arrays, net, rng, plan.run_dir)
+    ckpt = plan.resume
+    if ckpt is not None:
+        restore(trainer, ckpt)
+    if stop is not None and stop.requested:
+        raise TrainingInterrupted(None, trainer.epoch + 1, 0, trainer.step)
+    cb.on_start(StartInfo(plan.run_dir, len(data.train), len(data.val) if data.val else 0,
+                          ckpt.epoch + 1 if ckpt else None, ckpt.source if ckpt else None,
+                          trainer.steps_per_epoch, net))
+    if not handle_ctrl_c:
+        return trainer.fit(cb, stop)
+    with deferred_interrupt(cb.on_stop_requested) as flag:
+        if stop is not None:
+            flag.requested = stop.requested
+        return trainer.fit(cb, flag)
