@@ -1,7 +1,7 @@
 """Where the time of a training step goes: per-layer timings on synthetic data (`caffe time`).
 
     result = run_benchmark((1, 28, 28), layer_specs, "softmax_cross_entropy",
-                           {"type": "adam", "lr": 1e-3}, batch_size=64, steps=50)
+                           AdamSpec(type="adam"), batch_size=64, steps=50)
     result.train_images_per_s, result.eval_images_per_s, result.layers[0].forward_ms
     result.to_dict()                     # the `cnncli bench --json` object
 
@@ -29,11 +29,11 @@ import numpy as np
 
 from cnncli.errors import ConfigError
 from cnncli.layers.losses import build_loss
-from cnncli.network import Network, build_network
-from cnncli.optim import build_optimizer
+from cnncli.network import Network, build_model
+from cnncli.optim import OptimizerSpec, SGDSpec, build_optimizer, optimizer_spec
 
 #: the optimizer used when none is given (the usual LeNet choice)
-DEFAULT_OPTIMIZER: dict[str, Any] = {"type": "sgd", "lr": 0.01, "momentum": 0.9}
+DEFAULT_OPTIMIZER = SGDSpec(type="sgd", lr=0.01, momentum=0.9)
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class BenchResult:
 
     batch_size: int
     steps: int
+    optimizer: str  # the optimizer's type, e.g. "adam"
     layers: list[LayerTime]
     loss_ms: float  # loss forward + backward
     optimizer_ms: float  # one optimizer update of every parameter
@@ -80,7 +81,7 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def time_layers(
-    net: Network, loss_name: str, optimizer: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+    net: Network, loss_name: str, optimizer: OptimizerSpec, x: np.ndarray, y: np.ndarray,
     steps: int, warmup: int, rng: np.random.Generator,
 ) -> tuple[list[LayerTime], float, float]:
     """Run `warmup + steps` training steps timing each piece; medians over the last `steps`.
@@ -114,10 +115,7 @@ def time_layers(
             loss_t.append(t1 - t0)
         for i in range(len(layers) - 1, -1, -1):
             t0 = clock()
-            if i:
-                d = layers[i].backward(d)
-            else:
-                layers[i].backward_params(d)
+            d = layers[i].backward(d, input_grad=i > 0)
             t1 = clock()
             if keep:
                 bwd[i].append(t1 - t0)
@@ -126,7 +124,7 @@ def time_layers(
         t1 = clock()
         if keep:
             opt_t.append(t1 - t0)
-    names = [row[1] for row in net.summary_rows()[1:]]  # e.g. "conv 6@5x5 s1 same"
+    names = [layer.spec.describe() for layer in layers]  # e.g. "conv 6@5x5 s1 same"
     rows = [
         LayerTime(i, names[i], _median_ms(fwd[i]), _median_ms(bwd[i])) for i in range(len(layers))
     ]
@@ -134,7 +132,7 @@ def time_layers(
 
 
 def time_train_step(
-    net: Network, loss_name: str, optimizer: Mapping[str, Any], x: np.ndarray, y: np.ndarray,
+    net: Network, loss_name: str, optimizer: OptimizerSpec, x: np.ndarray, y: np.ndarray,
     steps: int, warmup: int, rng: np.random.Generator,
 ) -> float:
     """Median milliseconds of one whole training step (forward, loss, backward, update)."""
@@ -168,7 +166,7 @@ def run_benchmark(
     input_shape: Sequence[int],
     layer_specs: Sequence[Mapping[str, Any]],
     loss_name: str = "softmax_cross_entropy",
-    optimizer: Mapping[str, Any] | None = None,
+    optimizer: OptimizerSpec | Mapping[str, Any] | None = None,
     *,
     batch_size: int = 64,
     steps: int = 50,
@@ -179,16 +177,16 @@ def run_benchmark(
 ) -> BenchResult:
     """Build the network in float32 and time it on synthetic data (see the module docstring).
 
-    `optimizer` is a config section such as {"type": "adam", "lr": 1e-3}; `eval_repeats`
+    `optimizer` is a validated config section such as AdamSpec(type="adam"); `eval_repeats`
     defaults to max(3, steps // 5).
     """
     for name, value, least in (("batch_size", batch_size, 1), ("steps", steps, 1),
                                ("warmup", warmup, 0), ("eval_batch_size", eval_batch_size, 1)):
         if value < least:
             raise ConfigError(f"{name} must be at least {least}, received {value}")
-    optimizer = dict(optimizer) if optimizer is not None else dict(DEFAULT_OPTIMIZER)
+    optimizer = optimizer_spec(optimizer if optimizer is not None else DEFAULT_OPTIMIZER)
     rng = np.random.default_rng(seed)
-    net = build_network(input_shape, layer_specs, rng=rng)
+    net = build_model(input_shape, layer_specs, rng=rng)
     classes = int(np.prod(net.output_shape))
     x, y = synthetic_batch(net.input_shape, classes, batch_size, rng)
     layers, loss_ms, opt_ms = time_layers(net, loss_name, optimizer, x, y, steps, warmup, rng)
@@ -200,6 +198,7 @@ def run_benchmark(
     return BenchResult(
         batch_size=batch_size,
         steps=steps,
+        optimizer=optimizer.type,
         layers=layers,
         loss_ms=loss_ms,
         optimizer_ms=opt_ms,

@@ -31,14 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.layers import Layer, layer_class
-from cnncli.layers.losses import build_loss
-from cnncli.network import Network, build_network
+from cnncli.layers import LAYERS, CheckCase, Layer, layer_for, parse_layer_spec
+from cnncli.layers.losses import LOSSES, build_loss
+from cnncli.network import Network, build_model
 
 H = 2e-3  # finite-difference step (float64, fourth-order stencil)
 STEPS = (H, H / 30, H / 900)  # smaller steps for an entry whose steps crossed a kink
 FLOOR = 1e-3  # entries below this fraction of the tensor's scale are measured against the scale
-KINKED = ("relu", "leaky_relu", "maxpool")  # layers whose derivative jumps somewhere
 DEFAULT_TOL = 1e-6
 
 
@@ -103,14 +102,9 @@ def numerical_gradient(
 
 
 def kink_state(net: Network) -> bytes:
-    """A fingerprint of the network's discrete choices in its last forward pass."""
-    parts = []
-    for layer in net.layers:
-        if layer.type_name in KINKED:
-            cache = layer._cache  # noqa: SLF001  (gradcheck inspects the layers it checks)
-            arr = cache.argmax if layer.type_name == "maxpool" else cache
-            parts.append(np.ascontiguousarray(arr).tobytes())
-    return b"".join(parts)
+    """A fingerprint of the network's discrete choices in its last forward pass (ReLU masks,
+    max-pool argmaxes: every layer that says it is `kinked`)."""
+    return b"".join(layer.kink_state() for layer in net.layers if layer.kinked)
 
 
 def _sample_coords(
@@ -176,11 +170,14 @@ def check_layer(
     tol: float = DEFAULT_TOL,
     rng: np.random.Generator,
     make_input: Callable[[tuple[int, ...], np.random.Generator], np.ndarray] | None = None,
+    layer_type: type[Layer] | None = None,
 ) -> CheckResult:
-    """Check dx and every parameter gradient of one layer built from `spec` in float64."""
-    layer: Layer = layer_class(spec["type"]).from_config(
-        {k: v for k, v in spec.items() if k != "type"}
-    )
+    """Check dx and every parameter gradient of one layer built from `spec` in float64.
+
+    `layer_type` checks another class than the registered one (e.g. a deliberately broken
+    subclass, to show that the check fails)."""
+    parsed = parse_layer_spec(spec)
+    layer: Layer = layer_type(parsed) if layer_type is not None else layer_for(parsed)
     out_shape = layer.build(tuple(input_shape), rng, np.dtype(np.float64))
     for p in layer.params.values():  # non-zero biases so their gradients are exercised too
         p += rng.uniform(-0.5, 0.5, p.shape)
@@ -195,6 +192,7 @@ def check_layer(
 
     f()
     dx = layer.backward(proj.copy())
+    assert dx is not None
     tensors = {"dx": (x, dx)}
     tensors.update({name_: (p, layer.grads[name_].copy()) for name_, p in layer.params.items()})
     return _compare(name, f, tensors, tol, rng)
@@ -237,6 +235,7 @@ def check_network(
 
     f()
     dx = net.backward(loss.backward())
+    assert dx is not None
     grads = net.named_gradients()
     tensors = {"dx": (x, dx)}
     tensors.update({n: (p, grads[n].copy()) for n, p in net.named_parameters().items()})
@@ -271,65 +270,45 @@ def small_networks() -> list[tuple[str, tuple[int, int, int], list[dict[str, Any
     ]
 
 
-def layer_cases() -> list[tuple[str, dict[str, Any], tuple[int, ...], str]]:
-    """(name, spec, input shape, input kind) for every registered layer type."""
-    conv = "conv"
-    return [
-        ("conv 1->2 3x3 s1 valid", {"type": conv, "filters": 2, "kernel": 3}, (1, 5, 5), "normal"),
-        ("conv 3->4 3x3 s1 same (RGB)", {"type": conv, "filters": 4, "kernel": 3,
-                                         "padding": "same"}, (3, 6, 6), "normal"),
-        ("conv 2->3 5x5 s2 pad 2, odd 7x9", {"type": conv, "filters": 3, "kernel": 5,
-                                             "stride": 2, "padding": 2}, (2, 7, 9), "normal"),
-        ("conv 2->2 4x4 s2 same (even kernel)", {"type": conv, "filters": 2, "kernel": 4,
-                                                 "stride": 2, "padding": "same"},
-         (2, 7, 7), "normal"),
-        ("conv 3->2 [3,2] s[2,1] pad [1,0]", {"type": conv, "filters": 2, "kernel": [3, 2],
-                                              "stride": [2, 1], "padding": [1, 0]},
-         (3, 6, 5), "normal"),
-        ("maxpool 2x2, 6x6", {"type": "maxpool", "size": 2}, (2, 6, 6), "distinct"),
-        ("maxpool 2x2, odd 7x7", {"type": "maxpool", "size": 2}, (2, 7, 7), "distinct"),
-        ("maxpool 3x3/2 overlapping, 7x7", {"type": "maxpool", "size": 3, "stride": 2},
-         (2, 7, 7), "distinct"),
-        ("maxpool [2,3] s[1,2]", {"type": "maxpool", "size": [2, 3], "stride": [1, 2]},
-         (1, 5, 7), "distinct"),
-        ("avgpool 2x2, 6x6", {"type": "avgpool", "size": 2}, (2, 6, 6), "normal"),
-        ("avgpool 3x3/2 overlapping, 7x7", {"type": "avgpool", "size": 3, "stride": 2},
-         (2, 7, 7), "normal"),
-        ("dense 7->5", {"type": "dense", "units": 5}, (7,), "normal"),
-        ("flatten 3x4x5", {"type": "flatten"}, (3, 4, 5), "normal"),
-        ("relu", {"type": "relu"}, (3, 4, 5), "away"),
-        ("leaky_relu 0.1", {"type": "leaky_relu", "alpha": 0.1}, (3, 4, 5), "away"),
-        ("sigmoid", {"type": "sigmoid"}, (3, 4, 5), "normal"),
-        ("tanh", {"type": "tanh"}, (11,), "normal"),
-        ("dropout 0.3 (training)", {"type": "dropout", "rate": 0.3}, (3, 4, 5), "normal"),
-    ]
+def layer_cases() -> list[CheckCase]:
+    """Every registered layer type's own check cases, in type-name order."""
+    return [CheckCase(c.name, {"type": name, **c.spec}, c.input_shape, c.input)
+            for name, cls in LAYERS.items() for c in cls.check_cases]
 
 
 _INPUTS: dict[str, Callable[[tuple[int, ...], np.random.Generator], np.ndarray]] = {
     "normal": lambda s, r: r.standard_normal(s),
     "away": away_from_zero,
     "distinct": distinct_values,
+    "positive": lambda s, r: r.uniform(0.1, 1.0, s),
 }
 
 
-def run_default_checks(seed: int = 0, tol: float = DEFAULT_TOL) -> list[CheckResult]:
-    """Every layer type in several configurations, both losses and two whole small networks."""
+def run_default_checks(seed: int = 0, tol: float = DEFAULT_TOL,
+                       layer_types: dict[str, type[Layer]] | None = None) -> list[CheckResult]:
+    """Every layer type in several configurations, every loss and two whole small networks.
+
+    `layer_types` maps type names to classes to check instead of the registered ones."""
     rng = np.random.default_rng(seed)
+    swap = layer_types or {}
     results = [
-        check_layer(name, spec, shape, tol=tol, rng=rng, make_input=_INPUTS[kind])
-        for name, spec, shape, kind in layer_cases()
+        check_layer(c.name, c.spec, c.input_shape, tol=tol, rng=rng, make_input=_INPUTS[c.input],
+                    layer_type=swap.get(c.spec["type"]))
+        for c in layer_cases()
     ]
-    results.append(check_loss("softmax_cross_entropy", "softmax_cross_entropy", tol=tol, rng=rng))
-    results.append(check_loss("mse", "mse", tol=tol, rng=rng))
+    results += [check_loss(name, name, tol=tol, rng=rng) for name in LOSSES.names()]
     for name, shape, specs, loss_name in small_networks():
-        net = build_network(shape, specs, rng=rng, dtype=np.float64)
+        net = build_model(shape, specs, rng=rng, dtype=np.float64)
+        for layer in net.layers:
+            if layer.type_name in swap:
+                layer.__class__ = swap[layer.type_name]
         results.append(check_network(name, net, loss_name, batch=3, tol=tol, rng=rng))
     return results
 
 
 def check_model(
     input_shape: Sequence[int],
-    layer_specs: Sequence[dict[str, Any]],
+    layer_specs: Sequence[Any],
     loss_name: str,
     *,
     seed: int = 0,
@@ -344,5 +323,5 @@ def check_model(
     in evaluation mode (dropout is the identity), which is what a trained model computes.
     """
     rng = np.random.default_rng(seed)
-    net = build_network(input_shape, layer_specs, rng=rng, dtype=np.float64)
+    net = build_model(input_shape, layer_specs, rng=rng, dtype=np.float64)
     return [check_network(name, net, loss_name, batch=batch, tol=tol, rng=rng, limit=limit)]

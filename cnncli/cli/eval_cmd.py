@@ -1,0 +1,50 @@
+"""`cnncli eval`: a thin shell over cnncli.training.evaluate_checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from cnncli.cli import cli
+from cnncli.cli.options import batch_size_option, data_dir_option, json_option, mirror_option
+from cnncli.cli.output import fetching_source, percent
+
+
+@cli.command("eval")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True,
+              help="test: the test images; val: the run's validation images; train: the whole "
+                   "training file.")
+@batch_size_option("Images per forward pass (default: the run's train.eval_batch_size).")
+@json_option("Print one JSON object: accuracy, loss, per_class, confusion_matrix.")
+@data_dir_option
+@mirror_option
+def eval_(checkpoint: str, split: str, batch_size: int | None, as_json: bool,
+          data_dir: str | None, mirrors: tuple[str, ...]) -> None:
+    """Evaluate a checkpoint: accuracy, mean loss, per-class precision/recall/F1, confusion matrix.
+
+    Needs nothing but the checkpoint: the model's config travels inside it.
+    """
+    from cnncli.training import evaluate_checkpoint
+
+    r = evaluate_checkpoint(checkpoint, split, fetching_source(data_dir, mirrors, as_json),
+                            batch_size)
+    if as_json:
+        click.echo(json.dumps(r.to_dict()))
+        return
+    click.echo(f"{checkpoint} (epoch {r.epoch}) on the {split} split, {r.images:,} images")
+    click.echo(f"accuracy {percent(r.accuracy)}   mean loss {r.loss:.4f}")
+    click.echo("")
+    click.echo(f"{'class':>5}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}")
+    for c in r.per_class:
+        click.echo(f"{c['class']:>5}  {percent(c['precision']):>9}  {percent(c['recall']):>7}"
+                   f"  {percent(c['f1']):>7}  {c['support']:>7,}")
+    click.echo("")
+    click.echo("confusion matrix (rows: true class, columns: predicted class)")
+    k = len(r.confusion)
+    width = max(5, len(f"{int(r.confusion.max()):,}") + 1)
+    click.echo("true\\pred" + "".join(f"{j:>{width}}" for j in range(k)))
+    for i in range(k):
+        click.echo(f"{i:>9}" + "".join(f"{int(v):>{width},}" for v in r.confusion[i]))

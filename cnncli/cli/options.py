@@ -1,0 +1,68 @@
+"""Options shared by several commands, declared once so every command spells them the same."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+F = Callable[..., Any]
+
+
+def config_option(required: bool = True, help: str | None = None) -> Callable[[F], F]:
+    """--config FILE|PRESET."""
+    return click.option(
+        "--config", "config_spec", required=required, metavar="FILE|PRESET",
+        help=help or "A YAML config file, or the name of a bundled preset such as 'lenet'.")
+
+
+def set_option(help: str | None = None) -> Callable[[F], F]:
+    """--set KEY.PATH=VALUE, repeatable."""
+    return click.option(
+        "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+        help=help or "Override one config value (YAML-parsed), e.g. --set optimizer.lr=3e-4; "
+                     "repeatable.")
+
+
+# no envvar= here: $CNNCLI_DATA_DIR is read by cnncli.data.resolve_data_dir, after a config's
+# data.data_dir, so that the variable never overrides what a config file says
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+    help="Where the data is (MNIST's cache, or an idx dataset's folder). [default: the "
+         "config's data.data_dir, else $CNNCLI_DATA_DIR, else the user cache folder]")
+mirror_option = click.option(
+    "--mirror", "mirrors", multiple=True, metavar="URL|DIR",
+    help="A mirror to try first: http(s)://, file:// or a folder; repeatable "
+         "(also $CNNCLI_MIRROR).")
+
+
+def json_option(help: str = "Print one JSON object instead of a table.") -> Callable[[F], F]:
+    """--json."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def batch_size_option(help: str, default: int | None = None,
+                      show_default: bool = False) -> Callable[[F], F]:
+    """--batch-size N (at least 1)."""
+    return click.option("--batch-size", type=click.IntRange(min=1), default=default,
+                        show_default=show_default, metavar="N", help=help)
+
+
+def seed_option(help: str, default: int | None = 0) -> Callable[[F], F]:
+    """--seed N (non-negative)."""
+    return click.option("--seed", type=click.IntRange(min=0), default=default,
+                        show_default=default is not None, metavar="N", help=help)
+
+
+def quiet_option(help: str) -> Callable[[F], F]:
+    """-q/--quiet."""
+    return click.option("--quiet", "-q", is_flag=True, help=help)
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Callback: a float option must be finite (FloatRange lets NaN through)."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number.", ctx=ctx, param=param)
+    return value
