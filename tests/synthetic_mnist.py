@@ -2,13 +2,13 @@
 
 Each class is a seven-segment rendering of its digit, drawn at a random offset with random
 stroke brightness on a noisy background: learnable in a few epochs by a tiny net, but not
-trivially (shifts and noise vary per image). `use_generated_data()` makes the CLI load them
-instead of MNIST (tests only).
+trivially (shifts and noise vary per image). `write_idx_folder()` saves them as an IDX dataset
+that the CLI reads through its ordinary data path.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 
@@ -39,20 +39,16 @@ def make_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_generated(run: Any, *, data_dir: Any = None, mirrors: Any = (), progress: Any = None,
-                   report: Any = None) -> Any:
-    """A stand-in for cnncli.train.load_dataset: generated digits, split as the config says
-    (400 training images, 100 test images; the data options are ignored)."""
-    from cnncli.train import make_dataset
+def write_idx_folder(folder: Path, pad: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0)),
+                     train: int = 400, test: int = 100) -> Path:
+    """The generated digits (optionally zero-padded) as the four MNIST-named IDX files,
+    uncompressed, in a new folder: a dataset `data: {dataset: idx}` reads like any other."""
+    from cnncli.data.idx import encode_idx
 
-    train_images, train_labels = make_digits(400, seed=0)
-    test_images, test_labels = make_digits(100, seed=1)
-    return make_dataset(train_images, train_labels, test_images, test_labels,
-                        run.train.val_split, run.train.limit)
-
-
-def use_generated_data() -> None:
-    """Make every later `cnncli train`/`eval` in this process load the generated digits."""
-    import cnncli.train
-
-    cnncli.train.load_dataset = load_generated
+    folder.mkdir(parents=True)
+    for prefix, n, seed in (("train", train, 0), ("t10k", test, 1)):
+        images, labels = make_digits(n, seed)
+        images = np.pad(images, ((0, 0), *pad))
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
+    return folder

@@ -33,8 +33,8 @@ def test_run_benchmark_reports_every_layer_and_consistent_throughputs() -> None:
     assert [row.layer for row in r.layers] == [
         "conv 2@3x3 s1 same", "relu", "maxpool 2 s2", "flatten", "dropout 0.5", "dense 3"]
     assert [row.index for row in r.layers] == [0, 1, 2, 3, 4, 5]
-    for row in r.layers:
-        assert row.forward_ms >= 0 and row.backward_ms >= 0
+    for row in r.layers:  # every layer was timed in both directions
+        assert 0 < row.forward_ms < 1e4 and 0 < row.backward_ms < 1e4
     assert r.train_step_ms > 0 and r.eval_ms > 0
     assert r.train_images_per_s == pytest.approx(4 / (r.train_step_ms / 1e3))
     assert r.eval_images_per_s == pytest.approx(5 / (r.eval_ms / 1e3))
@@ -42,9 +42,12 @@ def test_run_benchmark_reports_every_layer_and_consistent_throughputs() -> None:
     assert "conv 2@3x3 s1 same" in table and "images/s (batch 4)" in table
 
 
-def test_benchmark_leaves_weights_finite_and_uses_the_default_optimizer() -> None:
+def test_benchmark_without_an_optimizer_times_the_default_sgd_with_momentum() -> None:
     r = run_benchmark((1, 6, 6), TINY, batch_size=3, steps=1, warmup=0, eval_batch_size=2)
-    assert np.isfinite(r.train_images_per_s) and r.optimizer_ms >= 0
+    assert r.optimizer == "sgd" and 0 < r.optimizer_ms < 1e4
+    adam = run_benchmark((1, 6, 6), TINY, optimizer={"type": "adam"}, batch_size=3, steps=1,
+                         warmup=0, eval_batch_size=2)
+    assert adam.optimizer == "adam"
 
 
 def test_synthetic_batch_is_batch_last_float32_with_labels_in_range() -> None:
@@ -67,7 +70,7 @@ def test_bench_command_json_has_the_documented_keys() -> None:
                 "batch_size", "eval_batch_size", "loss_ms", "optimizer_ms"):
         assert key in data
     assert data["batch_size"] == 2 and data["eval_batch_size"] == 3
-    assert len(data["layers"]) == len(load_config("lenet").model.layers)
+    assert len(data["layers"]) == len(load_config("lenet").run.model.layers)
     assert set(data["layers"][0]) == {"index", "layer", "forward_ms", "backward_ms"}
     assert data["layers"][0]["layer"] == "conv 6@5x5 s1 same"
     assert data["train_images_per_s"] > 0 and data["eval_images_per_s"] > 0

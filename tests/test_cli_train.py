@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from synthetic_mnist import make_digits, use_generated_data
+from synthetic_mnist import write_idx_folder
 
 from cnncli.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
-from cnncli.cli import cli
+from cnncli.cli import CnnGroup, cli
 from cnncli.config import validate_config
-from cnncli.data.idx import encode_idx
-from cnncli.network import build_network
+from cnncli.network import build_model
 from cnncli.optim import build_optimizer
 
 TINY = """\
@@ -71,9 +70,9 @@ def make_checkpoint(path: Path, text: str = TINY) -> Path:
     """A valid checkpoint of an untrained model (no data needed)."""
     cfg = validate_config(yaml.safe_load(text), source="x")
     rng = np.random.default_rng(0)
-    net = build_network(cfg.model.input_shape, cfg.model.layers, rng=rng)
-    opt = build_optimizer(cfg.optimizer.model_dump(), net.named_parameters())
-    save_checkpoint(path, Checkpoint(config=cfg.resolved(), weights=net.named_parameters(),
+    net = build_model(cfg.run.model.input_shape, cfg.run.model.layers, rng=rng)
+    opt = build_optimizer(cfg.run.optimizer, net.named_parameters())
+    save_checkpoint(path, Checkpoint(config=cfg.resolved(), weights=net.state(),
                                      optimizer=opt.state_dict(), epoch=1, step=10,
                                      rng_state=rng.bit_generator.state,
                                      history=[{"epoch": 1, "lr": 0.01, "train_loss": 2.0,
@@ -114,9 +113,9 @@ def test_train_bad_config_is_one_error_line_exit_2_and_writes_nothing(tmp_path, 
     (["--set", "optimizer..lr=3"], ["bad key path"]),
     (["--set", "optimizer.lr"], ["expected key.path=value"]),
     (["--set", "train.batchsize=3"], ["--set train.batchsize=3: train.batchsize: unknown key"]),
-    (["--epochs", "0"], ["--epochs: train.epochs: must be > 0, received 0"]),
+    (["--epochs", "0"], ["--epochs: train.epochs: must be >= 1, received 0"]),
     (["--lr", "-1"], ["--lr: optimizer.lr: must be > 0, received -1"]),
-    (["--limit", "0"], ["--limit: train.limit: must be > 0"]),
+    (["--limit", "0"], ["--limit: train.limit: must be >= 1"]),
 ])
 def test_train_bad_overrides_are_config_errors(tmp_path, config_file, args, needles):
     code, out, err = run("train", "--config", config_file, "--out", tmp_path / "run", *args)
@@ -141,11 +140,17 @@ def test_train_refuses_a_non_empty_out_folder_and_leaves_it_alone(tmp_path, conf
     assert snapshot(run_dir) == before
 
 
-def test_a_network_too_big_for_memory_is_a_config_error():
-    code, out, err = run("summary", "--config", "lenet", "--set",
-                         "model.layers[8].units=100000000000")
-    assert_one_line_error(code, out, err, 2, "model.layers: the network's weights do not fit "
-                          "in memory (Unable to allocate")
+@pytest.mark.parametrize(("value", "needle"), [
+    ("100000000000", "model.layers[8] (dense): units: must be <= 2.14748e+09, received "
+                     "100000000000"),
+    ("2000000000", "model.layers[8] (dense): the network grows to 802,000,002,572 parameters"),
+    ("18446744073709551617", "units: must be <= 2.14748e+09"),
+])
+def test_a_network_too_big_for_memory_is_a_config_error(value, needle):
+    for command in ("summary", "train", "config show"):
+        code, out, err = run(*command.split(), "--config", "lenet", "--set",
+                             f"model.layers[8].units={value}")
+        assert_one_line_error(code, out, err, 2, needle)
 
 
 def test_bad_float_and_seed_options_are_usage_errors():
@@ -179,8 +184,8 @@ def _bad_checkpoints(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     save_checkpoint(other, mixed)
     return {
         "missing": (tmp_path / "nope.safetensors", "no such checkpoint file"),
-        "not one": (text, "not a readable safetensors checkpoint"),
-        "truncated": (truncated, "truncated or corrupted"),
+        "not one": (text, "not a safetensors checkpoint"),
+        "truncated": (truncated, "truncated or padded"),
         "other architecture": (other, "another architecture"),
     }
 
@@ -220,44 +225,45 @@ def test_config_show_bad_set_is_an_error():
 def test_config_schema_is_json():
     code, out, _ = run("config", "schema")
     assert code == 0
-    assert json.loads(out)["title"] == "RunConfig"
+    assert json.loads(out)["title"] == "cnncli run config"
 
 
 # -- end to end on generated data --------------------------------------------------------------
 
 
 @pytest.fixture
-def generated(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`train` and `eval` load generated digits (400 train, 100 test) instead of MNIST."""
-    import cnncli.train
+def generated(tmp_path: Path) -> Path:
+    """TINY on generated digits (400 train, 100 test) written as an IDX folder: `train` and
+    `eval` read them through the ordinary data path, nothing is patched."""
+    data = write_idx_folder(tmp_path / "digits")
+    path = tmp_path / "tiny-digits.yaml"
+    path.write_text(TINY + f"data: {{dataset: idx, data_dir: {data}}}\n")
+    return path
 
-    monkeypatch.setattr(cnncli.train, "load_dataset", cnncli.train.load_dataset)
-    use_generated_data()
 
-
-def test_run_folder_that_cannot_be_created_is_one_error_line(tmp_path, config_file, generated):
+def test_run_folder_that_cannot_be_created_is_one_error_line(tmp_path, generated):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code, out, err = run("train", "--config", config_file, "--out", blocker / "run")
+    code, out, err = run("train", "--config", generated, "--out", blocker / "run")
     assert_one_line_error(code, out, err, 1, f"run folder {blocker / 'run'}: cannot be created")
     assert blocker.read_text() == "not a folder"
 
 
-def test_unforeseen_os_error_is_one_error_line_naming_the_file(tmp_path, config_file,
-                                                               generated, monkeypatch):
-    import cnncli.train
+def test_unforeseen_os_error_is_one_error_line_naming_the_file():
+    group = CnnGroup()
 
-    def disk_full(path: object, data: bytes) -> None:
-        raise OSError(28, "No space left on device", str(path))
+    @group.command()
+    def write() -> None:
+        raise OSError(28, "No space left on device", "runs/x/config.yaml")
 
-    monkeypatch.setattr(cnncli.train, "write_atomic", disk_full)
-    code, out, err = run("train", "--config", config_file, "--out", tmp_path / "run")
-    assert_one_line_error(code, out, err, 1, "config.yaml: No space left on device")
+    result = CliRunner().invoke(group, ["write"])
+    assert_one_line_error(result.exit_code, result.stdout, result.stderr, 1,
+                          "runs/x/config.yaml: No space left on device")
 
 
-def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, config_file, generated):
+def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, generated):
     run_dir = tmp_path / "run"
-    code, out, err = run("train", "--config", config_file,
+    code, out, err = run("train", "--config", generated,
                          "--out", run_dir, "--seed", "1")
     assert code == 0, err
     assert "total parameters" in out  # the model table
@@ -284,17 +290,17 @@ def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, config_file, gene
     assert [c["support"] for c in report["per_class"]] == cm.sum(axis=1).tolist()
 
 
-def test_quiet_train_prints_only_the_result_line(tmp_path, config_file, generated):
-    code, out, err = run("train", "--config", config_file,
+def test_quiet_train_prints_only_the_result_line(tmp_path, generated):
+    code, out, err = run("train", "--config", generated,
                          "--out", tmp_path / "run", "--quiet", "--epochs", "1")
     assert code == 0, err
     assert len(out.strip().splitlines()) == 1 and out.startswith("best epoch 1")
 
 
-def test_cli_resume_continues_to_the_same_bits(tmp_path, config_file, generated):
+def test_cli_resume_continues_to_the_same_bits(tmp_path, generated):
     common = ["--quiet"]
-    assert run("train", "--config", config_file, "--out", tmp_path / "full", *common)[0] == 0
-    assert run("train", "--config", config_file, "--out", tmp_path / "half", "--epochs", "1",
+    assert run("train", "--config", generated, "--out", tmp_path / "full", *common)[0] == 0
+    assert run("train", "--config", generated, "--out", tmp_path / "half", "--epochs", "1",
                *common)[0] == 0
     code, out, err = run("train", "--resume", tmp_path / "half" / "last.safetensors",
                          "--epochs", "2", *common)
@@ -310,9 +316,8 @@ def test_cli_resume_continues_to_the_same_bits(tmp_path, config_file, generated)
     assert snapshot(tmp_path / "half") == before
 
 
-def test_eval_val_split_of_a_run_without_validation_is_an_error(tmp_path, config_file,
-                                                                 generated):
-    code, _, err = run("train", "--config", config_file, "--out",
+def test_eval_val_split_of_a_run_without_validation_is_an_error(tmp_path, generated):
+    code, _, err = run("train", "--config", generated, "--out",
                        tmp_path / "run", "--epochs", "1", "--set", "train.val_split=0", "-q")
     assert code == 0, err
     code, out, err = run("eval", tmp_path / "run" / "last.safetensors", "--split", "val")
@@ -320,12 +325,10 @@ def test_eval_val_split_of_a_run_without_validation_is_an_error(tmp_path, config
 
 
 def _train_then_ctrl_c(run_dir: Path, config_file: Path, presses: int) -> tuple[int, str]:
-    """Start `cnncli train` (generated data) in a subprocess, wait until the first epoch is
+    """Start `cnncli train` (on generated data) in a subprocess, wait until the first epoch is
     written, press Ctrl-C `presses` times; -> (exit code, stderr)."""
-    script = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import synthetic_mnist; "
-              "synthetic_mnist.use_generated_data(); from cnncli.cli import main; main()")
     proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(Path(__file__).parent), "train", "--config",
+        [sys.executable, "-m", "cnncli.cli", "train", "--config",
          str(config_file), "--out", str(run_dir), "--epochs", "1000", "--quiet"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -342,9 +345,9 @@ def _train_then_ctrl_c(run_dir: Path, config_file: Path, presses: int) -> tuple[
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, config_file, generated):
+def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, generated):
     run_dir = tmp_path / "run"
-    code, err = _train_then_ctrl_c(run_dir, config_file, presses=1)
+    code, err = _train_then_ctrl_c(run_dir, generated, presses=1)
     assert code == 130, err
     assert "Traceback" not in err
     assert "Ctrl-C: finishing this step" in err
@@ -359,9 +362,9 @@ def test_ctrl_c_writes_a_resumable_checkpoint_and_exits_130(tmp_path, config_fil
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_double_ctrl_c_exits_130_and_leaves_only_whole_checkpoints(tmp_path, config_file):
+def test_double_ctrl_c_exits_130_and_leaves_only_whole_checkpoints(tmp_path, generated):
     run_dir = tmp_path / "run"
-    code, err = _train_then_ctrl_c(run_dir, config_file, presses=2)
+    code, err = _train_then_ctrl_c(run_dir, generated, presses=2)
     assert code == 130, err
     assert "Traceback" not in err
     read_checkpoint(run_dir / "last.safetensors")  # whichever state it holds, it is whole
@@ -377,13 +380,7 @@ IDX_CONFIG = (TINY.replace("model:\n", "model:\n  input_shape: [1, 30, 32]\n")
 
 def idx_folder(folder: Path) -> Path:
     """The generated digits padded to 30x32, as the four MNIST-named IDX files, uncompressed."""
-    folder.mkdir()
-    for prefix, n, seed in (("train", 400, 0), ("t10k", 100, 1)):
-        images, labels = make_digits(n, seed)
-        images = np.pad(images, ((0, 0), (1, 1), (2, 2)))
-        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(encode_idx(images))
-        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(encode_idx(labels))
-    return folder
+    return write_idx_folder(folder, pad=((1, 1), (2, 2)))
 
 
 def test_train_and_eval_on_a_custom_idx_folder_of_another_image_size(tmp_path):
@@ -435,3 +432,40 @@ def test_custom_idx_folder_errors_name_the_fix(tmp_path):
                          tmp_path / "run")
     assert_one_line_error(code, out, err, 1, "t10k-labels-idx1-ubyte is missing")
     assert not (tmp_path / "run").exists()
+
+
+# -- the network is built once per command ------------------------------------------------------
+
+
+@pytest.fixture
+def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts Network objects made (a spy around Network.__init__; behaviour unchanged)."""
+    from cnncli.network import Network
+
+    made = [0]
+    real = Network.__init__
+
+    def counting(self: Network, *args: object, **kwargs: object) -> None:
+        made[0] += 1
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Network, "__init__", counting)
+    return made
+
+
+def test_each_command_builds_the_network_at_most_once(tmp_path, generated, count_builds):
+    def builds(*args: object) -> int:
+        count_builds[0] = 0
+        code, out, err = run(*args)
+        assert code == 0, err
+        return count_builds[0]
+
+    assert builds("train", "--config", generated, "--out", tmp_path / "r", "-q",
+                  "--epochs", "1") == 1
+    assert builds("train", "--resume", tmp_path / "r" / "last.safetensors", "--epochs", "2",
+                  "-q") == 1
+    assert builds("eval", tmp_path / "r" / "best.safetensors") == 1
+    assert builds("summary", "--config", "lenet") == 0
+    assert builds("config", "show", "--config", "lenet") == 0
+    assert builds("gradcheck", "--config", "mlp", "--samples", "2") == 1
+    assert builds("bench", "--config", "mlp", "--steps", "1", "--batch-size", "2") == 1

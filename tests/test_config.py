@@ -12,14 +12,13 @@ import yaml
 from cnncli.config import (
     Override,
     dump_yaml,
-    format_path,
     load_config,
     parse_key_path,
     preset_names,
     validate_config,
 )
 from cnncli.config import config_schema as schema
-from cnncli.errors import ConfigError, ShapeError
+from cnncli.errors import ConfigError, ShapeError, format_path
 
 SMALL = """\
 model:
@@ -71,7 +70,7 @@ def test_lenet_preset_has_the_lenet5_sizes():
 def test_mse_preset_ends_with_a_sigmoid():
     cfg = load_config("lenet-mse")
     assert cfg.run.loss == "mse"
-    assert cfg.run.model.layers[-1]["type"] == "sigmoid"
+    assert cfg.run.model.layers[-1].type == "sigmoid"
 
 
 def test_defaults_fill_every_section(tmp_path):
@@ -105,17 +104,18 @@ def test_unknown_section_is_an_error(tmp_path):
     ("train: {epochs: 2.5}", "train.epochs: must be an integer, received 2.5"),
     ("train: {epochs: true}", "train.epochs: must be an integer, received true"),
     ("train: {epochs: ten}", "train.epochs: must be an integer, received 'ten'"),
-    ("train: {batch_size: 0}", "train.batch_size: must be > 0, received 0"),
+    ("train: {batch_size: 0}", "train.batch_size: must be >= 1, received 0"),
     ("train: {val_split: 1.0}", "train.val_split: must be < 1, received 1.0"),
     ("train: {patience: 2, val_split: 0}", "train.patience: needs a validation split"),
-    ("loss: xent", "loss: must be 'softmax_cross_entropy' or 'mse', received 'xent'"),
-    ("optimizer: {type: rmsprop}", "optimizer.type: must be one of adam, sgd, received 'rmsprop'"),
+    ("loss: xent", "loss: must be 'mse' or 'softmax_cross_entropy', received 'xent'"),
+    ("optimizer: {type: rmsprop}",
+     "optimizer.type: unknown optimizer 'rmsprop' (known: adam, sgd)"),
     ("optimizer: {lr: 0.1}", "optimizer.type: is required (one of adam, sgd)"),
     ("optimizer: {type: adam, betas: [0.9]}", "optimizer.betas: must have at least 2 items"),
     ("optimizer: {type: adam, betas: [0.9, 1.5]}", "optimizer.betas[1]: must be < 1, received 1.5"),
     ("optimizer: {type: sgd, nesterov: true}", "optimizer.nesterov: needs momentum > 0"),
     ("optimizer: {type: sgd, lr: .inf}", "optimizer.lr: must be a finite number"),
-    ("optimizer: {type: sgd, lr: .nan}", "optimizer.lr: must be > 0, received NaN"),
+    ("optimizer: {type: sgd, lr: .nan}", "optimizer.lr: must be a finite number, received NaN"),
     ("schedule: {type: step, gamma: 2}", "schedule.gamma: must be <= 1, received 2"),
     ("schedule: {type: cosine, every_epochs: 2}", "schedule.every_epochs: unknown key"),
     ("data: {dataset: cifar10}", "data.dataset: must be 'mnist' or 'idx', received 'cifar10'"),
@@ -186,8 +186,8 @@ def test_binary_file_is_not_a_config(tmp_path):
 
 def test_layer_error_is_prefixed_with_file_and_model(tmp_path):
     path = _write(tmp_path, SMALL.replace("kernel: 5", "kernel: 0"))
-    assert _error(path) == (f"{path}: model.layers[0] (conv): kernel must be a positive "
-                            "integer, received 0")
+    assert _error(path) == (f"{path}: model.layers[0] (conv): kernel: must be a positive "
+                            "integer or a [height, width] pair of them, received 0")
 
 
 def test_impossible_shape_is_a_shape_error(tmp_path):
@@ -198,7 +198,7 @@ def test_impossible_shape_is_a_shape_error(tmp_path):
 
 def test_unknown_layer_type_lists_known_types(tmp_path):
     msg = _error(_write(tmp_path, SMALL.replace("type: relu", "type: rleu")))
-    assert "model.layers[1] (rleu): unknown layer type 'rleu' (known: " in msg
+    assert "model.layers[1].type: unknown layer type 'rleu' (known: avgpool, conv, " in msg
 
 
 def test_model_must_output_ten_classes(tmp_path):
@@ -228,7 +228,7 @@ def test_set_values_are_parsed_as_yaml_and_validated(tmp_path):
                              Override.parse("schedule.type=cosine"),
                              Override.parse("data.mirrors=[/a, /b]")])
     assert cfg.run.train.epochs == 7
-    assert cfg.run.model.layers[0]["filters"] == 3
+    assert cfg.run.model.layers[0].filters == 3
     assert cfg.run.optimizer.type == "adam" and cfg.run.optimizer.lr == 0.01
     assert cfg.run.schedule.type == "cosine"
     assert cfg.run.data.mirrors == ["/a", "/b"]
@@ -248,7 +248,7 @@ def test_bad_set_value_is_blamed_on_the_set_not_the_file(tmp_path):
 
 
 def test_dedicated_option_overrides_are_blamed_on_the_option():
-    with pytest.raises(ConfigError, match=r"^--epochs: train.epochs: must be > 0, received 0$"):
+    with pytest.raises(ConfigError, match=r"^--epochs: train.epochs: must be >= 1, received 0$"):
         load_config("lenet", [Override.of("--epochs", "train.epochs", 0)])
 
 
@@ -277,14 +277,20 @@ def test_validation_does_not_modify_the_callers_mapping():
     assert json.dumps(data, sort_keys=True) == before
 
 
-def test_schema_is_json_with_the_sections_and_one_entry_per_layer_type():
+def test_schema_is_json_with_the_sections_and_one_typed_entry_per_layer_type():
     s = schema()
     json.dumps(s)
+    assert s["$schema"].startswith("https://json-schema.org/") and s["title"]
     assert set(s["properties"]) == {"model", "loss", "optimizer", "schedule", "train", "data"}
-    items = s["$defs"]["ModelConfig"]["properties"]["layers"]["items"]["anyOf"]
-    by_type = {v["properties"]["type"]["const"]: v for v in items}
-    assert "filters" in by_type["conv"]["properties"]
+    items = s["$defs"]["ModelSpec"]["properties"]["layers"]["items"]
+    assert items["discriminator"]["propertyName"] == "type"
+    mapping = items["discriminator"]["mapping"]
+    by_type = {k: s["$defs"][v.split("/")[-1]] for k, v in mapping.items()}
+    assert set(by_type) >= {"conv", "dense", "maxpool", "relu", "dropout"}
+    assert by_type["conv"]["properties"]["filters"]["type"] == "integer"
+    assert by_type["conv"]["required"] == ["type", "filters", "kernel"]
     assert by_type["dense"]["additionalProperties"] is False
+    assert by_type["dropout"]["properties"]["rate"]["exclusiveMaximum"] == 1
     assert s["$defs"]["TrainConfig"]["additionalProperties"] is False
 
 

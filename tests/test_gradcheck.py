@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-import cnncli.layers.conv as conv_layer
-import cnncli.layers.pool as pool_layer
 from cnncli import gradcheck as gc
 from cnncli.functional.conv import conv2d_backward
 from cnncli.functional.pool import maxpool2d_backward
+from cnncli.layers.conv import Conv
+from cnncli.layers.pool import MaxPool
+from cnncli.network import build_model
+
+
+def _wrong_dw(dout, cache, input_grad=True):  # noqa: ANN001
+    dx, dw, db = conv2d_backward(dout, cache, input_grad)
+    return dx, dw[:, :, ::-1, ::-1], db  # forgot that dW is a correlation, not rot180
+
+
+class ConvWithWrongDW(Conv):
+    _backward = staticmethod(_wrong_dw)
+
+
+def _spread(dout, cache):  # noqa: ANN001
+    return maxpool2d_backward(dout, cache._replace(argmax=np.zeros_like(cache.argmax)))
+
+
+class MaxPoolSpreadingOverTheWindow(MaxPool):
+    _backward = staticmethod(_spread)
 
 
 def test_default_suite_passes_under_1e_7_in_float64() -> None:
@@ -23,39 +40,27 @@ def test_default_suite_passes_under_1e_7_in_float64() -> None:
         assert t in names
 
 
-def test_gradcheck_fails_when_conv_weight_gradient_is_wrong(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def broken(dout, cache):  # noqa: ANN001
-        dx, dw, db = conv2d_backward(dout, cache)
-        return dx, dw[:, :, ::-1, ::-1], db  # forgot that dW is a correlation, not rot180
-
-    monkeypatch.setattr(conv_layer, "conv2d_backward", broken)
-    results = gc.run_default_checks(seed=0)
+def test_gradcheck_fails_when_conv_weight_gradient_is_wrong() -> None:
+    results = gc.run_default_checks(seed=0, layer_types={"conv": ConvWithWrongDW})
     conv_rows = [r for r in results if r.name.startswith("conv")]
     assert all(not r.passed and r.worst == "weight" for r in conv_rows)
     assert not all(r.passed for r in results if r.name.startswith("net"))
 
 
-def test_gradcheck_fails_when_maxpool_spreads_gradient_over_window(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def spread(dout, cache):  # noqa: ANN001
-        return maxpool2d_backward(dout, cache._replace(argmax=np.zeros_like(cache.argmax)))
-
-    monkeypatch.setattr(pool_layer.MaxPool, "_backward", staticmethod(spread))
-    rows = [r for r in gc.run_default_checks(seed=0) if r.name.startswith("maxpool")]
+def test_gradcheck_fails_when_maxpool_spreads_gradient_over_window() -> None:
+    checks = gc.run_default_checks(seed=0, layer_types={"maxpool": MaxPoolSpreadingOverTheWindow})
+    rows = [r for r in checks if r.name.startswith("maxpool")]
     assert rows and all(not r.passed and r.max_rel_error > 0.1 for r in rows)
 
 
 def test_network_check_handles_relu_kinks_without_failing_right_code() -> None:
-    # Biases start at zero and the input is mostly zeros, so many ReLU inputs sit at the kink.
-    from cnncli.network import build_network
-
+    # With several ReLUs and a max-pool, some finite-difference steps cross a kink (a ReLU input
+    # changes sign, a max-pool argmax moves); the network check must tell those entries from a
+    # wrong gradient and still pass right code, on every seed.
     specs = gc.small_networks()[0][2]
     for seed in range(5):
         rng = np.random.default_rng(seed)
-        net = build_network((2, 9, 9), specs, rng=rng, dtype=np.float64)
+        net = build_model((2, 9, 9), specs, rng=rng, dtype=np.float64)
         result = gc.check_network("relu net", net, "softmax_cross_entropy", batch=3, rng=rng)
         assert result.passed, result
 

@@ -1,14 +1,15 @@
-"""network.py and layers/: registry, shape inference errors, config round-trip, summary."""
+"""network.py and layers/: registry, shape inference on specs, errors located as data, config
+round-trip, loading parameters, summary."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cnncli.errors import ConfigError, ShapeError
-from cnncli.layers import known_types, layer_class, register
-from cnncli.layers.base import Layer
-from cnncli.network import build_network, format_summary
+from cnncli.errors import CheckpointError, ConfigError, ShapeError
+from cnncli.layers import LAYERS, register_layer
+from cnncli.layers.activations import ReLU
+from cnncli.network import build_model, format_summary, infer_shapes
 
 LENET = [
     {"type": "conv", "filters": 6, "kernel": 5, "padding": "same"},
@@ -27,19 +28,20 @@ LENET = [
 
 
 def test_lenet_shapes_and_parameter_count() -> None:
-    net = build_network((1, 28, 28), LENET)
+    net = build_model((1, 28, 28), LENET)
     shapes = [layer.output_shape for layer in net.layers]
+    assert shapes == infer_shapes((1, 28, 28), LENET)  # built and inferred from specs agree
     assert shapes[0] == (6, 28, 28) and shapes[2] == (6, 14, 14)
     assert shapes[3] == (16, 10, 10) and shapes[5] == (16, 5, 5) and shapes[6] == (400,)
     # 6*25+6 + 16*6*25+16 + 400*120+120 + 120*84+84 + 84*10+10
     assert net.param_count() == 156 + 2416 + 48120 + 10164 + 850 == 61706
-    table = format_summary(net)
+    table = format_summary((1, 28, 28), LENET)
     assert "conv 6@5x5 s1 same" in table and "(16, 5, 5)" in table
     assert table.splitlines()[-1] == "total parameters: 61,706"
 
 
 def test_forward_backward_shapes_and_float32(rng: np.random.Generator) -> None:
-    net = build_network((1, 28, 28), LENET, rng=rng)
+    net = build_model((1, 28, 28), LENET, rng=rng)
     x = rng.standard_normal((1, 28, 28, 5)).astype(np.float32)
     out = net.forward(x)
     assert out.shape == (10, 5) and out.dtype == np.float32
@@ -56,7 +58,7 @@ def test_forward_backward_shapes_and_float32(rng: np.random.Generator) -> None:
 def test_backward_without_input_grad_fills_the_same_parameter_gradients(
     rng: np.random.Generator, first: int
 ) -> None:
-    net = build_network((1, 28, 28) if first == 0 else (16, 5, 5), LENET[first:], rng=rng)
+    net = build_model((1, 28, 28) if first == 0 else (16, 5, 5), LENET[first:], rng=rng)
     x = rng.standard_normal((*net.input_shape, 3)).astype(np.float32)
     dout = rng.standard_normal((10, 3)).astype(np.float32)
     net.forward(x)
@@ -69,31 +71,34 @@ def test_backward_without_input_grad_fills_the_same_parameter_gradients(
 
 
 def test_same_seed_same_weights_and_float64_option() -> None:
-    a = build_network((1, 8, 8), LENET[:3], rng=np.random.default_rng(5))
-    b = build_network((1, 8, 8), LENET[:3], rng=np.random.default_rng(5), dtype=np.float64)
+    a = build_model((1, 8, 8), LENET[:3], rng=np.random.default_rng(5))
+    b = build_model((1, 8, 8), LENET[:3], rng=np.random.default_rng(5), dtype=np.float64)
     assert b.named_parameters()["layers.0.weight"].dtype == np.float64
     np.testing.assert_allclose(a.named_parameters()["layers.0.weight"],
                                b.named_parameters()["layers.0.weight"], rtol=1e-6)
 
 
 def test_config_round_trips() -> None:
-    specs = [*LENET[:6], {"type": "dropout", "rate": 0.25}, {"type": "flatten"},
-             {"type": "dense", "units": 10, "init": "glorot"}, {"type": "leaky_relu", "alpha": 0.2},
-             {"type": "avgpool", "size": [1, 1], "stride": 1}][:10]
-    net = build_network((3, 32, 32), specs)
+    specs = [*LENET[:6], {"type": "avgpool", "size": [1, 2], "stride": 1},
+             {"type": "dropout", "rate": 0.25}, {"type": "flatten"},
+             {"type": "dense", "units": 10, "init": "glorot"}, {"type": "leaky_relu", "alpha": 0.2}]
+    net = build_model((3, 32, 32), specs)
+    assert [layer.type_name for layer in net.layers][6:] == ["avgpool", "dropout", "flatten",
+                                                             "dense", "leaky_relu"]
     cfg = net.get_config()
-    again = build_network(cfg["input_shape"], cfg["layers"])
+    again = build_model(cfg["input_shape"], cfg["layers"])
     assert again.get_config() == cfg
     assert cfg["layers"][0] == {"type": "conv", "filters": 6, "kernel": [5, 5], "stride": [1, 1],
                                 "padding": "same", "init": "he"}  # resolved: a relu follows
+    assert cfg["layers"][6] == {"type": "avgpool", "size": [1, 2], "stride": [1, 1]}
 
 
 def test_default_init_is_he_before_relu_and_glorot_before_sigmoid() -> None:
     rng = np.random.default_rng(0)
     flat = {"type": "flatten"}
-    relu_net = build_network((1, 10, 100), [flat, {"type": "dense", "units": 400},
+    relu_net = build_model((1, 10, 100), [flat, {"type": "dense", "units": 400},
                                             {"type": "dropout"}, {"type": "relu"}], rng=rng)
-    sig_net = build_network((1, 10, 100), [flat, {"type": "dense", "units": 400},
+    sig_net = build_model((1, 10, 100), [flat, {"type": "dense", "units": 400},
                                            {"type": "sigmoid"}], rng=rng)
     w_he = relu_net.layers[1].params["weight"]
     w_gl = sig_net.layers[1].params["weight"]
@@ -104,39 +109,63 @@ def test_default_init_is_he_before_relu_and_glorot_before_sigmoid() -> None:
 
 def test_unknown_layer_type_lists_known_ones() -> None:
     with pytest.raises(ConfigError) as err:
-        build_network((1, 28, 28), [{"type": "convv", "filters": 3}])
+        build_model((1, 28, 28), [{"type": "convv", "filters": 3}])
     msg = str(err.value)
-    assert msg.startswith("layers[0] (convv): unknown layer type 'convv' (known: avgpool, conv,")
-    assert ", ".join(known_types()) in msg
+    assert msg.startswith("layers[0].type: unknown layer type 'convv' (known: avgpool, conv,")
+    assert ", ".join(LAYERS.names()) in msg
+    assert err.value.loc == ("layers", 0, "type")
 
 
 @pytest.mark.parametrize(
     ("specs", "message"),
     [
         ([{"type": "conv", "filters": 3, "kernel": 0}],
-         "layers[0] (conv): kernel must be a positive integer, received 0"),
+         "layers[0] (conv): kernel: must be a positive integer or a [height, width] pair of "
+         "them, received 0"),
+        ([{"type": "conv", "filters": 3, "kernel": [3, 0]}],
+         "layers[0] (conv): kernel: must be a positive integer or a [height, width] pair of "
+         "them, received [3, 0]"),
         ([{"type": "conv", "filters": -3, "kernel": 3}],
-         "layers[0] (conv): filters must be a positive integer, received -3"),
+         "layers[0] (conv): filters: must be >= 1, received -3"),
         ([{"type": "conv", "filters": 3, "kernel": 3, "padding": "full"}],
-         "layers[0] (conv): padding must be one of valid, same, received 'full'"),
+         "layers[0] (conv): padding: must be 'valid', 'same', an integer >= 0 or a [height, "
+         "width] pair of them, received 'full'"),
         ([{"type": "relu"}, {"type": "dropout", "rate": 1.5}],
-         "layers[1] (dropout): rate must be a number in [0, 1), received 1.5"),
+         "layers[1] (dropout): rate: must be < 1, received 1.5"),
         ([{"type": "conv", "filters": 3, "kernl": 3}],
-         "layers[0] (conv): unknown field 'kernl' (known: filters, kernel, stride, padding, init)"),
+         "layers[0] (conv): kernel: is required (and 1 more)"),
+        ([{"type": "conv", "filters": 3, "kernel": 3, "kernl": 3}],
+         "layers[0] (conv): kernl: unknown key (known: type, filters, kernel, stride, padding, "
+         "init)"),
         ([{"type": "dense", "units": 3, "init": "xavier"}],
-         "layers[0] (dense): init must be one of he, glorot, received 'xavier'"),
-        (["relu"], "layers[0]: must be a mapping with a 'type', received 'relu'"),
-        ([{"units": 3}], "layers[0]: missing 'type' in {'units': 3}"),
+         "layers[0] (dense): init: must be 'glorot' or 'he', received 'xavier'"),
+        ([{"type": "dense"}], "layers[0] (dense): units: is required"),
+        ([{"type": "conv", "filters": "six", "kernel": 5}],
+         "layers[0] (conv): filters: must be an integer, received 'six'"),
+        ([{"type": "conv", "filters": 6.5, "kernel": 5}],
+         "layers[0] (conv): filters: must be an integer, received 6.5"),
+        ([{"type": "conv", "filters": True, "kernel": 5}],
+         "layers[0] (conv): filters: must be an integer, received true"),
+        (["relu"], "layers[0]: must be a mapping, received 'relu'"),
+        ([{"units": 3}], "layers[0].type: is required (one of avgpool, conv, dense, dropout, "
+                         "flatten, leaky_relu, maxpool, relu, sigmoid, tanh)"),
         ([{"type": "leaky_relu", "alpha": float("nan")}],
-         "layers[0] (leaky_relu): alpha must be a finite non-negative number, received NaN"),
+         "layers[0] (leaky_relu): alpha: must be a finite number, received NaN"),
         ([{"type": "dropout", "rate": float("nan")}],
-         "layers[0] (dropout): rate must be a number in [0, 1), received NaN"),
+         "layers[0] (dropout): rate: must be a finite number, received NaN"),
+        ([{"type": "dense", "units": 2**63 - 1}],
+         "layers[0] (dense): units: must be <= 2.14748e+09, received 9223372036854775807"),
     ],
 )
 def test_bad_parameters_name_layer_field_and_value(specs: list, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        build_network((1, 8, 8), specs)
+        build_model((1, 8, 8), specs)
     assert str(err.value) == message
+
+
+def test_a_whole_number_float_is_an_integer_as_in_json_schema() -> None:
+    net = build_model((1, 8, 8), [{"type": "conv", "filters": 6.0, "kernel": 3}])
+    assert net.layers[0].get_config()["filters"] == 6
 
 
 @pytest.mark.parametrize(
@@ -158,23 +187,45 @@ def test_bad_parameters_name_layer_field_and_value(specs: list, message: str) ->
 )
 def test_shape_misfits_name_layer_and_shapes(specs: list, message: str) -> None:
     with pytest.raises(ShapeError) as err:
-        build_network((1, 8, 8), specs)
+        infer_shapes((1, 8, 8), specs)
     assert str(err.value) == message
+    assert err.value.loc[0] == "layers" and err.value.kind == specs[err.value.loc[1]]["type"]
 
 
-def test_bad_input_shape_quotes_value() -> None:
-    with pytest.raises(ConfigError, match=r"received \[1, 28\]"):
-        build_network([1, 28], LENET)
+def test_a_network_too_big_is_a_config_error_before_any_weight_exists() -> None:
+    with pytest.raises(ConfigError, match=r"layers\[1\] \(dense\): the network grows to "):
+        infer_shapes((1, 8, 8), [{"type": "flatten"}, {"type": "dense", "units": 2**31 - 1}])
 
 
 def test_registry_refuses_duplicates() -> None:
     with pytest.raises(ValueError, match="already registered"):
-        register("conv")(type("Again", (Layer,), {}))
-    assert layer_class("conv").type_name == "conv"
+        register_layer(type("Again", (ReLU,), {}))
+    assert LAYERS.get("relu") is ReLU
+
+
+def test_load_parameters_copies_checked_arrays_and_refuses_misfits() -> None:
+    net = build_model((1, 8, 8), LENET[:3] + [{"type": "flatten"}, {"type": "dense", "units": 3}])
+    other = build_model((1, 8, 8), LENET[:3] + [{"type": "flatten"}, {"type": "dense", "units": 3}],
+                        rng=np.random.default_rng(99))
+    net.load_parameters(other.state())
+    for name, arr in net.state().items():
+        np.testing.assert_array_equal(arr, other.state()[name])
+        assert arr is not other.state()[name]  # copied in, not shared
+    bad = dict(other.state())
+    bad["layers.4.weight"] = bad["layers.4.weight"][:2]
+    with pytest.raises(CheckpointError, match=r"layers.4.weight has shape \(2, 96\)"):
+        net.load_parameters(bad)
+    del bad["layers.4.weight"]
+    with pytest.raises(CheckpointError, match="missing 'layers.4.weight'"):
+        net.load_parameters(bad)
+    nan = {k: v.copy() for k, v in other.state().items()}
+    nan["layers.0.bias"][0] = np.nan
+    with pytest.raises(CheckpointError, match="NaN"):
+        net.load_parameters(nan)
 
 
 @pytest.mark.parametrize(("h", "k", "s", "expected"), [(28, 5, 1, 28), (7, 3, 2, 4), (8, 4, 2, 4)])
 def test_same_padding_gives_ceil_of_size_over_stride(h: int, k: int, s: int, expected: int) -> None:
-    net = build_network((1, h, h), [{"type": "conv", "filters": 1, "kernel": k, "stride": s,
+    net = build_model((1, h, h), [{"type": "conv", "filters": 1, "kernel": k, "stride": s,
                                       "padding": "same"}])
     assert net.output_shape == (1, expected, expected)

@@ -9,9 +9,12 @@ from cnncli.errors import CheckpointError
 from cnncli.optim import (
     SGD,
     Adam,
+    ConstantSpec,
+    CosineSpec,
+    StepSpec,
     build_optimizer,
+    build_schedule,
     cosine_lr,
-    make_schedule,
     step_lr,
     warmup_factor,
 )
@@ -164,10 +167,19 @@ def test_warmup_ramps_linearly_then_holds():
     assert warmup_factor(0, 0) == 1.0
 
 
-def test_make_schedule_multiplies_warmup_into_the_schedule():
-    lr = make_schedule("cosine", 0.2, total_steps=10, warmup_steps=2)
+def test_build_schedule_multiplies_warmup_into_the_schedule():
+    # 5 steps per epoch, 2 epochs: 10 steps; warm-up 0.4 epochs = 2 steps
+    lr = build_schedule(CosineSpec(type="cosine", warmup_epochs=0.4), 0.2, 5, 2)
     assert lr(0) == pytest.approx(0.5 * 0.2)
     assert lr(5) == pytest.approx(0.1)
-    step = make_schedule("step", 1.0, total_steps=10, step_size=4, gamma=0.1)
+    step = build_schedule(StepSpec(type="step", every_epochs=2, gamma=0.1), 1.0, 2, 5)
     assert [step(s) for s in (0, 3, 4, 8)] == pytest.approx([1, 1, 0.1, 0.01])
-    assert make_schedule("constant", 0.3, total_steps=10)(9) == 0.3
+    assert build_schedule(ConstantSpec(type="constant"), 0.3, 5, 2)(9) == 0.3
+
+
+def test_unknown_optimizer_lists_the_known_ones():
+    from cnncli.errors import ConfigError
+    from cnncli.optim import OPTIMIZERS
+
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'rmsprop' \(known: adam, sgd\)"):
+        OPTIMIZERS.get("rmsprop")

@@ -14,21 +14,21 @@ from synthetic_mnist import make_digits
 
 from cnncli.checkpoint import read_checkpoint
 from cnncli.config import Override, load_config, validate_config
+from cnncli.data.source import ArraySource, DataArrays, FetchingSource
+from cnncli.data.split import make_dataset, split_indices
 from cnncli.errors import ConfigError, TrainingError
 from cnncli.metrics import confusion_matrix, per_class
-from cnncli.train import (
+from cnncli.training import (
     Callbacks,
-    Dataset,
     StopFlag,
-    Trainer,
     TrainingInterrupted,
+    TrainPlan,
     best_epoch,
-    make_dataset,
-    plan_resume,
-    remove_if_empty,
-    reserve_run_dir,
-    split_indices,
+    plan_training,
+    run_training,
 )
+from cnncli.training.folder import remove_if_empty, reserve_run_dir
+from cnncli.training.resume import plan_resume
 
 TINY = """\
 model:
@@ -47,10 +47,12 @@ TIMING = ("seconds", "images_per_s")
 
 
 @pytest.fixture(scope="module")
-def digits() -> Dataset:
+def digits() -> DataArrays:
+    """400 generated training images (320 train, 80 validation at TINY's split), 100 test."""
     train_images, train_labels = make_digits(400, seed=0)
     test_images, test_labels = make_digits(100, seed=1)
-    return make_dataset(train_images, train_labels, test_images, test_labels, val_split=0.2)
+    return DataArrays(train_images, train_labels, test_images, test_labels,
+                      identity={"dataset": "generated"})
 
 
 def _cfg(text: str = TINY, *sets: str):
@@ -58,13 +60,16 @@ def _cfg(text: str = TINY, *sets: str):
                            overrides=[Override.parse(s) for s in sets])
 
 
-def _train(data: Dataset, run_dir: Path, *sets: str, text: str = TINY, **fit) -> dict:
-    return Trainer(_cfg(text, *sets), data, run_dir).fit(**fit)
+def _train(data: DataArrays, run_dir: Path, *sets: str, text: str = TINY, **fit) -> dict:
+    return run_training(TrainPlan(_cfg(text, *sets), run_dir), ArraySource(data), **fit)
 
 
-def _resume(data: Dataset, ckpt: Path, epochs: int | None = None, **fit) -> dict:
-    plan = plan_resume(ckpt, epochs=epochs)
-    return Trainer(plan.config, data, plan.run_dir, resume=plan.checkpoint).fit(**fit)
+def _resume(data: DataArrays, ckpt: Path, epochs: int | None = None, **fit) -> dict:
+    return run_training(plan_training(resume=ckpt, epochs=epochs), ArraySource(data), **fit)
+
+
+def _train_images(data: DataArrays, val_split: float = 0.2) -> int:
+    return len(split_indices(len(data.train_labels), val_split)[0])
 
 
 def _assert_same_run(a: Path, b: Path) -> None:
@@ -125,7 +130,7 @@ def test_interrupted_mid_epoch_then_resumed_is_bit_identical(digits, tmp_path, e
 
 def test_interrupt_on_the_last_batch_checkpoints_the_finished_epoch(digits, tmp_path):
     flag = StopFlag()
-    batches = -(-len(digits.train) // 32)
+    batches = -(-_train_images(digits) // 32)
     with pytest.raises(TrainingInterrupted):
         _train(digits, tmp_path / "r", callbacks=_StopAt(flag, 1, batches), stop=flag)
     saved = read_checkpoint(tmp_path / "r" / "last.safetensors")
@@ -204,18 +209,20 @@ def test_patience_stops_after_epochs_without_improvement(digits, tmp_path):
 
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_checkpoint(digits, tmp_path):
     run = tmp_path / "r"
-    trainer = Trainer(_cfg(), digits, run)
 
     class Diverge(Callbacks):
+        def on_start(self, info):
+            self.net = info.net
+
         def on_epoch_start(self, epoch, epochs, batches, done):
             if epoch == 2:  # simulate divergence: a weight blows up
-                trainer.net.layers[-1].params["weight"][0, 0] = np.inf
+                self.net.layers[-1].params["weight"][0, 0] = np.inf
                 self.good = (run / "last.safetensors").read_bytes()
 
     cb = Diverge()
     with pytest.raises(TrainingError) as info:
-        trainer.fit(cb)
-    steps = -(-len(digits.train) // 32)
+        _train(digits, run, callbacks=cb)
+    steps = -(-_train_images(digits) // 32)
     msg = str(info.value)
     assert f"loss became nan in epoch 2 at step {steps + 1} (batch 1 of {steps})" in msg
     assert f"the last good checkpoint is {run / 'last.safetensors'} (epoch 1)" in msg
@@ -243,7 +250,7 @@ def test_resume_refuses_a_finished_run_and_fewer_epochs(digits, tmp_path):
     _train(digits, tmp_path / "r", "train.epochs=1")
     with pytest.raises(ConfigError, match="already finished its 1 epochs"):
         plan_resume(tmp_path / "r" / "last.safetensors")
-    with pytest.raises(ConfigError, match="must be > 0"):
+    with pytest.raises(ConfigError, match="must be >= 1"):
         plan_resume(tmp_path / "r" / "last.safetensors", epochs=0)
 
 
@@ -273,8 +280,9 @@ def test_a_checkpoint_outside_a_run_folder_needs_a_new_folder(digits, tmp_path):
 def test_continuing_from_best_in_a_new_folder_matches_the_straight_run(digits, tmp_path):
     _train(digits, tmp_path / "full")
     _train(digits, tmp_path / "r", "train.epochs=1")
-    plan = plan_resume(tmp_path / "r" / "best.safetensors", epochs=2, out=tmp_path / "branch")
-    summary = Trainer(plan.config, digits, plan.run_dir, resume=plan.checkpoint).fit()
+    plan = plan_training(resume=tmp_path / "r" / "best.safetensors", epochs=2,
+                         out=tmp_path / "branch")
+    summary = run_training(plan, ArraySource(digits))
     _assert_same_run(tmp_path / "full", tmp_path / "branch")
     assert summary["test"] is not None and (tmp_path / "branch" / "best.safetensors").exists()
 
@@ -296,24 +304,21 @@ def test_confusion_matrix_and_per_class_scores_by_hand():
                     reason=f"real MNIST not found at {SHARED_MNIST} (place the four .gz files "
                            "there to run this test)")
 def test_real_mnist_2000_images_2_epochs_learns_well_above_chance(tmp_path):
-    from cnncli.train import load_dataset
-
-    cfg = load_config("lenet", ["train.epochs=2", "train.limit=2000", "train.batch_size=32",
-                                f"data.mirrors=[{SHARED_MNIST}]",
-                                f"data.data_dir={tmp_path / 'data'}"])
-    data = load_dataset(cfg.run)
-    assert len(data.train) == 2000 and len(data.test) == 10000
-    summary = Trainer(cfg, data, tmp_path / "run").fit()
+    cfg = load_config("lenet", ["train.epochs=2", "train.limit=2000", "train.batch_size=32"])
+    source = FetchingSource(data_dir=tmp_path / "data", mirrors=[str(SHARED_MNIST)])
+    summary = run_training(TrainPlan(cfg, tmp_path / "run"), source)
+    assert summary["train_images"] == 2000 and summary["test"]["images"] == 10000
     assert summary["test"]["accuracy"] > 0.75  # chance is 0.10
+    assert read_checkpoint(tmp_path / "run" / "best.safetensors").data["files"][
+        "train-images-idx3-ubyte"].startswith("ba891046")
 
 
 def test_early_stopping_without_validation_images_is_a_config_error(digits, tmp_path):
-    cfg = _cfg(TINY, "train.val_split=1e-6", "train.target_accuracy=0.5")
-    data = make_dataset(digits.train.images, digits.train.labels, None, None, 1e-6)
+    data = make_dataset(digits.train_images, digits.train_labels, None, None, 1e-6)
     assert data.val is None  # the split rounds to no image at all
     with pytest.raises(ConfigError, match="train.target_accuracy needs validation images, but "
-                       "train.val_split 1e-06 of 320 training images gives none"):
-        Trainer(cfg, data, tmp_path / "r")
+                       "train.val_split 1e-06 of 400 training images gives none"):
+        _train(digits, tmp_path / "r", "train.val_split=1e-6", "train.target_accuracy=0.5")
 
 
 def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monkeypatch):
