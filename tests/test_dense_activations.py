@@ -62,4 +62,15 @@ def test_dropout_is_inverted_and_keeps_expectation(rng: np.random.Generator) -> 
     np.testing.assert_allclose(kept, 1 / 0.75, rtol=1e-6)
     assert abs(out.mean() - 1.0) < 0.01
     assert out.dtype == np.float32
-    np.testing.assert_array_equal(A.dropout_backward(np.ones_like(x), mask), out)
+
+
+def test_dropout_backward_passes_scaled_gradient_only_where_units_were_kept(
+        rng: np.random.Generator) -> None:
+    x = rng.uniform(0.5, 1.5, (50, 40)).astype(np.float32)  # never 0: kept <=> out != 0
+    out, mask = A.dropout_forward(x, 0.4, rng)
+    kept = out != 0
+    assert 0.5 < kept.mean() < 0.7  # about 1 - rate kept
+    dout = rng.standard_normal(x.shape).astype(np.float32)
+    dx = A.dropout_backward(dout, mask)
+    np.testing.assert_allclose(dx[kept], dout[kept] / 0.6, rtol=1e-6)
+    assert np.all(dx[~kept] == 0)
