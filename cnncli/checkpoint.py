@@ -164,7 +164,10 @@ def parse_checkpoint(fh: Any, label: str) -> Checkpoint:
                               "bytes)")
     (n,) = struct.unpack("<Q", head)
     if n > min(MAX_HEADER, size - 8):
-        looks = " (it looks like text: a YAML config?)" if _texty(head) else ""
+        if _texty(head) and size < 1 << 20 and _is_config(fh):
+            raise CheckpointError(f"{label}: this is a config, not a checkpoint; train it with "
+                                  f"cnncli train --config {label}")
+        looks = " (it looks like text)" if _texty(head) else ""
         raise CheckpointError(f"{label}: not a safetensors checkpoint: its header would be "
                               f"{n:,} bytes in a file of {size:,}{looks}")
     header = _loads(fh.read(n), label, "header")
@@ -209,6 +212,18 @@ def parse_checkpoint(fh: Any, label: str) -> Checkpoint:
 
 def _texty(head: bytes) -> bool:
     return all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+
+
+def _is_config(fh: Any) -> bool:
+    """Whether a small text file is a YAML mapping with a `model` section."""
+    import yaml
+
+    fh.seek(0)
+    try:
+        data = yaml.safe_load(fh.read().decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError):
+        return False
+    return isinstance(data, dict) and "model" in data
 
 
 def _loads(text: bytes | str, label: str, what: str) -> Any:

@@ -32,7 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from cnncli.errors import ConfigError, Loc, quote
+from cnncli.errors import ConfigError, Loc, format_path, quote
 
 #: the largest integer any config field takes (sizes, counts, seeds): a C int32
 MAX_INT = 2**31 - 1
@@ -235,6 +235,35 @@ def known_keys(model: Any) -> list[str]:
     return []
 
 
+def _variants(model: Any) -> dict[str, Any]:
+    """The other Spec classes with the same tag_kind as `model` (e.g. every optimizer)."""
+    if not (isinstance(model, type) and issubclass(model, Spec)) or _tag_of(model) is None:
+        return {}
+    out: dict[str, Any] = {}
+    stack = list(Spec.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        tag = _tag_of(cls)
+        if tag is not None and cls.tag_kind == model.tag_kind:
+            out[tag] = cls
+    return out
+
+
+def _other_variant_hint(path: Loc, parent: Any, value: Any) -> str:
+    """'; momentum is a setting of sgd: switch with --set 'optimizer={type: sgd, ...}''."""
+    if not path:
+        return ""
+    key = path[-1]
+    others = [tag for tag, cls in sorted(_variants(parent).items())
+              if key in cls.model_fields and tag != _tag_of(parent)]
+    if not others:
+        return ""
+    where = format_path(path[:-1])
+    return (f"; {key} is a setting of {' and '.join(others)}, not {_tag_of(parent)}: switch "
+            f"with --set '{where}={{type: {others[0]}, {key}: {quote(value)}}}'")
+
+
 _BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
            "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
 
@@ -251,7 +280,8 @@ def _explain(err: dict[str, Any], path: Loc, tagged: dict[str, Any], parent: Any
         return "is required"
     if kind == "extra_forbidden":
         known = known_keys(parent)
-        return "unknown key" + (f" (known: {', '.join(known)})" if known else "")
+        return "unknown key" + (f" (known: {', '.join(known)})" if known else "") + \
+            _other_variant_hint(path, parent, value)
     if kind == "union_tag_invalid":
         tag = _value_at(data, path)
         tag = tag.get("type") if isinstance(tag, dict) else ctx.get("tag")

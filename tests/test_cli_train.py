@@ -267,7 +267,9 @@ def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, generated):
                          "--out", run_dir, "--seed", "1")
     assert code == 0, err
     assert "total parameters" in out  # the model table
-    assert "epoch 1/2  train loss" in out and "epoch 2/2  train loss" in out
+    lines = out.splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["epoch", "train", "loss"])
+    assert lines[header + 1].split()[0] == "1/2" and lines[header + 2].split()[0] == "2/2"
     assert f"run folder {run_dir}" in out.splitlines()[-1]
     assert {"config.yaml", "metrics.jsonl", "metrics.csv", "last.safetensors",
             "best.safetensors", "summary.json"} <= {p.name for p in run_dir.iterdir()}
@@ -294,7 +296,11 @@ def test_quiet_train_prints_only_the_result_line(tmp_path, generated):
     code, out, err = run("train", "--config", generated,
                          "--out", tmp_path / "run", "--quiet", "--epochs", "1")
     assert code == 0, err
-    assert len(out.strip().splitlines()) == 1 and out.startswith("best epoch 1")
+    result, folder = out.strip().splitlines()
+    assert result.startswith("test accuracy ") and result.endswith("best epoch 1 (val " +
+                                                                    result.split("(val ")[-1])
+    assert folder == f"1 epoch in {folder.split(' in ')[1].split(';')[0]}; run folder " \
+                     f"{tmp_path / 'run'}"
 
 
 def test_cli_resume_continues_to_the_same_bits(tmp_path, generated):

@@ -11,8 +11,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from cnncli.config import config_schema, load_config, parse_yaml, preset_names, preset_text
-from cnncli.config import validate_config
+from cnncli.config import (
+    config_schema,
+    load_config,
+    parse_yaml,
+    preset_names,
+    preset_text,
+    validate_config,
+)
 from cnncli.errors import ConfigError
 
 SCHEMA = config_schema()

@@ -7,12 +7,12 @@ import json
 import click
 
 from cnncli.cli import cli
-from cnncli.cli.options import config_option, set_option
+from cnncli.cli.options import config_option, json_option, set_option
 
 
 @cli.group("config")
 def config_group() -> None:
-    """Inspect run configs: the resolved values, or the JSON schema for editors."""
+    """Inspect run configs: the presets, the resolved values, the JSON schema for editors."""
 
 
 @config_group.command("show")
@@ -26,6 +26,28 @@ def config_show(config_spec: str, overrides: tuple[str, ...]) -> None:
     for note in cfg.notes:
         click.echo(note, err=True)
     click.echo(dump_yaml(cfg.resolved()), nl=False)
+
+
+@config_group.command("list")
+@json_option()
+def config_list(as_json: bool) -> None:
+    """List the bundled presets: what each is, its measured accuracy and training time."""
+    import shutil
+    import textwrap
+
+    from cnncli.config import preset_info, preset_names
+
+    infos = [preset_info(n) for n in preset_names()]
+    if as_json:
+        click.echo(json.dumps([vars(i) for i in infos], indent=2))
+        return
+    width = min(shutil.get_terminal_size((80, 24)).columns, 100)
+    for info in infos:
+        click.echo(f"{info.name}")
+        for line in textwrap.wrap(info.description, width - 4):
+            click.echo(f"    {line}")
+        click.echo(f"    accuracy {info.accuracy}; time {info.time}")
+    click.echo("Use one with: cnncli train NAME; see it whole with: cnncli config show NAME")
 
 
 @config_group.command("schema")

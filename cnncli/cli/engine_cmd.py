@@ -20,12 +20,20 @@ from cnncli.cli.options import (
 @cli.command()
 @config_option()
 @set_option()
-def summary(config_spec: str, overrides: tuple[str, ...]) -> None:
+@json_option("Print the layers as JSON: index, layer, output_shape, params, and the total.")
+def summary(config_spec: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Print the network's layers, output shapes and parameter counts."""
     from cnncli.config import load_config
-    from cnncli.network import format_summary
+    from cnncli.network import format_summary, summary_rows
 
     model = load_config(config_spec, overrides).run.model
+    if as_json:
+        rows = summary_rows(model.input_shape, model.layers)
+        layers = [{"index": int(i), "layer": d, "output_shape": list(s), "params": p}
+                  for i, d, s, p in rows[1:]]
+        click.echo(json.dumps({"input_shape": list(model.input_shape), "layers": layers,
+                               "total_params": sum(r["params"] for r in layers)}, indent=2))
+        return
     click.echo(format_summary(model.input_shape, model.layers))
 
 
@@ -40,8 +48,9 @@ def summary(config_spec: str, overrides: tuple[str, ...]) -> None:
                    show_default=True)
 @click.option("--samples", default=64, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Entries checked per tensor, chosen at random (with --config).")
+@json_option("Print one JSON object: every check's name, max_rel_error, passed, worst.")
 def gradcheck(config_spec: str | None, overrides: tuple[str, ...], tol: float, seed: int,
-              batch_size: int, samples: int) -> None:
+              batch_size: int, samples: int, as_json: bool) -> None:
     """Compare every analytic gradient with finite differences in float64.
 
     With no --config, checks every registered layer type in several configurations, every loss
@@ -58,12 +67,20 @@ def gradcheck(config_spec: str | None, overrides: tuple[str, ...], tol: float, s
         run = load_config(config_spec, overrides).run
         results = gc.check_model(run.model.input_shape, run.model.layers, run.loss, seed=seed,
                                  tol=tol, batch=batch_size, limit=samples, name=config_spec)
+    failed = sum(not r.passed for r in results)
+    if as_json:
+        rows = [{"name": r.name, "max_rel_error": r.max_rel_error, "passed": r.passed,
+                 "worst": r.worst, "skipped": r.skipped} for r in results]
+        click.echo(json.dumps({"tolerance": tol, "passed": len(results) - failed,
+                               "failed": failed, "checks": rows}, indent=2))
+        if failed:
+            raise SystemExit(1)
+        return
     width = max(len(r.name) for r in results)
     click.echo(f"{'check':<{width}}  {'max rel error':>13}  result  worst")
     for r in results:
         verdict = "pass" if r.passed else "FAIL"
         click.echo(f"{r.name:<{width}}  {r.max_rel_error:>13.2e}  {verdict:<6}  {r.worst}")
-    failed = sum(not r.passed for r in results)
     click.echo(f"{len(results) - failed} passed, {failed} failed (tolerance {tol:g})")
     if failed:
         raise SystemExit(1)

@@ -12,7 +12,7 @@ from cnncli.cli.output import fetching_source, percent
 
 
 @cli.command("eval")
-@click.argument("checkpoint", type=click.Path())
+@click.argument("checkpoint", type=click.Path(), metavar="CHECKPOINT|RUN_DIR")
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
               show_default=True,
               help="test: the test images; val: the run's validation images; train: the whole "
@@ -25,16 +25,23 @@ def eval_(checkpoint: str, split: str, batch_size: int | None, as_json: bool,
           data_dir: str | None, mirrors: tuple[str, ...]) -> None:
     """Evaluate a checkpoint: accuracy, mean loss, per-class precision/recall/F1, confusion matrix.
 
-    Needs nothing but the checkpoint: the model's config travels inside it.
+    Needs nothing but the checkpoint: the model's config travels inside it. Given a run folder,
+    evaluates its best.safetensors.
     """
-    from cnncli.training import evaluate_checkpoint
+    from pathlib import Path
 
-    r = evaluate_checkpoint(checkpoint, split, fetching_source(data_dir, mirrors, as_json),
+    from cnncli.training import evaluate_checkpoint
+    from cnncli.training.evaluate import find_checkpoint
+
+    path = find_checkpoint(checkpoint) if checkpoint else Path(checkpoint)
+    if str(path) != checkpoint and not as_json:
+        click.echo(f"evaluating {path}", err=True)
+    r = evaluate_checkpoint(path, split, fetching_source(data_dir, mirrors, as_json),
                             batch_size)
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
-    click.echo(f"{checkpoint} (epoch {r.epoch}) on the {split} split, {r.images:,} images")
+    click.echo(f"{path} (epoch {r.epoch}) on the {split} split, {r.images:,} images")
     click.echo(f"accuracy {percent(r.accuracy)}   mean loss {r.loss:.4f}")
     click.echo("")
     click.echo(f"{'class':>5}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}")

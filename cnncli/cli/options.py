@@ -12,17 +12,43 @@ F = Callable[..., Any]
 
 
 def config_option(required: bool = True, help: str | None = None) -> Callable[[F], F]:
-    """--config FILE|PRESET."""
-    return click.option(
-        "--config", "config_spec", required=required, metavar="FILE|PRESET",
-        help=help or "A YAML config file, or the name of a bundled preset such as 'lenet'.")
+    """--config FILE|PRESET, which may also be given as the command's first argument."""
+    text = help or "A YAML config file, or the name of a bundled preset such as 'lenet'."
+
+    def decorate(f: F) -> F:
+        f = click.option("--config", "config_spec", metavar="FILE|PRESET",
+                         help=text + " May also be given as the first argument.")(f)
+        f = click.argument("config_arg", required=False, metavar="[CONFIG]")(f)
+        return _merge_config(f, required)
+
+    return decorate
+
+
+def _merge_config(f: F, required: bool) -> F:
+    """Wrap a command so that it receives one `config_spec` from the argument or --config."""
+    import functools
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, config_arg: str | None = None, config_spec: str | None = None,
+                **kwargs: Any) -> Any:
+        if config_arg is not None and config_spec is not None and config_arg != config_spec:
+            raise click.UsageError(f"two configs given: {config_arg!r} and --config "
+                                   f"{config_spec!r}; give one")
+        spec = config_arg if config_arg is not None else config_spec
+        if spec is None and required:
+            raise click.UsageError("a config is needed: give a file or preset, e.g. "
+                                   "'lenet' or --config lenet (presets: cnncli config list)")
+        return f(*args, config_spec=spec, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def set_option(help: str | None = None) -> Callable[[F], F]:
     """--set KEY.PATH=VALUE, repeatable."""
     return click.option(
         "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
-        help=help or "Override one config value (YAML-parsed), e.g. --set optimizer.lr=3e-4; "
+        help=help or "Override one config value (YAML-parsed), e.g. --set optimizer.lr=3e-4, "
+                     "or a whole section: --set 'schedule={type: step, gamma: 0.5}'; "
                      "repeatable.")
 
 

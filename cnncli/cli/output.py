@@ -17,14 +17,23 @@ def plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+#: the epoch table: (heading, width) per column; a row is at most 80 characters
+EPOCH_COLUMNS = (("epoch", 9), ("train loss", 10), ("train acc", 9), ("val loss", 8),
+                 ("val acc", 7), ("lr", 8), ("time", 7), ("img/s", 8))
+
+
+def epoch_header() -> str:
+    """The heading of the epoch table (printed once, before the first row)."""
+    return "  ".join(f"{h:>{w}}" for h, w in EPOCH_COLUMNS)
+
+
 def epoch_line(row: dict[str, Any], epochs: int) -> str:
-    """One summary line per epoch."""
-    val = ""
-    if row["val_acc"] is not None:
-        val = f"  val loss {row['val_loss']:.4f} acc {percent(row['val_acc'])}"
-    return (f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  train loss "
-            f"{row['train_loss']:.4f} acc {percent(row['train_acc'])}{val}  lr {row['lr']:.2e}"
-            f"  {row['seconds']:.1f}s  {row['images_per_s']:,.0f} img/s")
+    """One row of the epoch table: every figure of the epoch, under epoch_header()."""
+    val_loss = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f}"
+    cells = (f"{row['epoch']}/{epochs}", f"{row['train_loss']:.4f}", percent(row["train_acc"]),
+             val_loss, percent(row["val_acc"]), f"{row['lr']:.2e}", f"{row['seconds']:.1f}s",
+             f"{row['images_per_s']:,.0f}")
+    return "  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, EPOCH_COLUMNS, strict=True))
 
 
 def byte_progress(quiet: bool) -> Any:

@@ -15,7 +15,11 @@ from cnncli.cli.options import (
     quiet_option,
     set_option,
 )
-from cnncli.cli.output import epoch_line, fetching_source, percent
+from cnncli.cli.output import epoch_header, epoch_line, fetching_source, percent, plural
+
+#: the progress bar: what matters first, the bar takes whatever width is left (at least 10
+#: cells at 80 columns)
+BAR_FORMAT = "{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {elapsed}<{remaining}{postfix}"
 
 
 def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
@@ -31,6 +35,7 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
             self.bar: Any = None
             self.epochs = 0
             self.started = False
+            self.header_shown = False
 
         def on_start(self, info: StartInfo) -> None:
             self.started = True
@@ -39,14 +44,16 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
             click.echo(format_summary(input_shape, layers))
             action = (f"resuming {info.resumed_from} at epoch {info.resumed_at}"
                       if info.resumed_from else "training")
-            click.echo(f"{action}: {info.train_images:,} training images, "
-                       f"{info.val_images:,} validation; run folder {info.run_dir}")
+            click.echo(f"{action}: {plural(info.train_images, 'training image')}, "
+                       f"{info.val_images:,} validation")
+            click.echo(f"run folder {info.run_dir}")
 
         def on_epoch_start(self, epoch: int, epochs: int, batches: int, done: int) -> None:
             self.epochs = epochs
             if not quiet and sys.stderr.isatty():
                 self.bar = tqdm(total=batches, initial=done, desc=f"epoch {epoch}/{epochs}",
-                                unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr)
+                                leave=False, dynamic_ncols=True, file=sys.stderr,
+                                bar_format=BAR_FORMAT)
 
         def on_step(self, epoch: int, batch: int, loss: float, accuracy: float,
                     images_per_s: float) -> None:
@@ -58,6 +65,9 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
         def on_epoch_end(self, row: dict[str, Any]) -> None:
             self.close()
             if not quiet:
+                if not self.header_shown:
+                    click.echo(epoch_header())
+                    self.header_shown = True
                 click.echo(epoch_line(row, self.epochs))
 
         def on_stop_requested(self) -> None:
@@ -88,19 +98,29 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
 @click.option("--seed", type=int, metavar="N", help="Override train.seed.")
 @click.option("--limit", type=int, metavar="N",
               help="Train on the first N training images only (quick runs).")
-@set_option(help="Override any config value (YAML-parsed), e.g. --set optimizer.lr=3e-4; "
+@set_option(help="Override any config value (YAML-parsed), e.g. --set optimizer.lr=3e-4, or "
+                 "a whole section: --set 'optimizer={type: sgd, lr: 0.05, momentum: 0.9}'; "
+                 "setting a section's type drops the old type's keys (and says so); "
                  "repeatable.")
 @data_dir_option
 @mirror_option
-@quiet_option("No model table, progress bars or epoch lines; only the final result line.")
+@quiet_option("No model table, progress bars or epoch lines; only the result.")
 @click.pass_context
 def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: str | None,
           epochs: int | None, batch_size: int | None, lr: float | None, seed: int | None,
           limit: int | None, overrides: tuple[str, ...], data_dir: str | None,
           mirrors: tuple[str, ...], quiet: bool) -> None:
-    """Train a network on MNIST and write a run folder (config, metrics, checkpoints, summary).
+    """Train a network and write a run folder (config, metrics, checkpoints, summary).
 
-    Ctrl-C stops after the current step, writes a resumable checkpoint and exits with 130.
+    CONFIG is a YAML file or a preset (cnncli config list). Ctrl-C stops after the current
+    step, writes a resumable checkpoint and exits with 130; continue with --resume.
+
+    \b
+    Examples:
+      cnncli train lenet
+      cnncli train lenet --epochs 3 --set optimizer.lr=3e-4
+      cnncli train lenet --set 'optimizer={type: sgd, lr: 0.05, momentum: 0.9}'
+      cnncli train mlp --set schedule.type=constant --seed 1
     """
     from cnncli.config import Override
     from cnncli.training import TrainingInterrupted, plan_training, run_training
@@ -141,7 +161,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
     test = summary["test"]
     result = (f"test accuracy {percent(test['accuracy'])} (loss {test['loss']:.4f}, "
               f"{test['images']:,} images)" if test else "no test set")
-    click.echo(f"best epoch {summary['best_epoch']} (val acc "
-               f"{percent(summary['best_val_acc'])}): {result}; {summary['epochs']} "
-               f"epoch{'s' if summary['epochs'] != 1 else ''} in {summary['train_seconds']:.0f}s;"
-               f" run folder {plan.run_dir}")
+    click.echo(f"{result}, best epoch {summary['best_epoch']} (val "
+               f"{percent(summary['best_val_acc'])})")
+    click.echo(f"{plural(summary['epochs'], 'epoch')} in {summary['train_seconds']:.0f}s; "
+               f"run folder {plan.run_dir}")

@@ -2,8 +2,10 @@
 
 from cnncli.config.load import (
     LoadedConfig,
+    PresetInfo,
     find_config,
     load_config,
+    preset_info,
     preset_names,
     preset_text,
     validate_config,
@@ -22,6 +24,7 @@ from cnncli.config.yaml_io import dump_yaml, parse_yaml, safe_load
 
 __all__ = [
     "MNIST_SHAPE", "NUM_CLASSES", "DataConfig", "LoadedConfig", "ModelSpec", "Override",
+    "PresetInfo", "preset_info",
     "RunConfig", "TrainConfig", "apply_override", "config_schema", "dump_yaml", "find_config",
     "load_config", "parse_key_path", "parse_yaml", "preset_names", "preset_text", "safe_load",
     "validate_config",

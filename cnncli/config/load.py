@@ -18,6 +18,7 @@ layer specs.
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from typing import Any
 from cnncli.config.overrides import Override, apply_override, origin
 from cnncli.config.schema import MNIST_SHAPE, NUM_CLASSES, RunConfig
 from cnncli.config.yaml_io import parse_yaml
-from cnncli.errors import ConfigError
+from cnncli.errors import ConfigError, format_path, quote
 from cnncli.network import infer_shapes, resolve_specs
 from cnncli.spec import check
 
@@ -63,6 +64,31 @@ def preset_text(name: str) -> str | None:
     """The YAML text of a bundled preset, or None if there is no such preset."""
     res = resources.files("cnncli") / "configs" / f"{name}.yaml"
     return res.read_text(encoding="utf-8") if res.is_file() else None
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """What a preset's leading comment says: a description, its accuracy and time."""
+
+    name: str
+    description: str
+    accuracy: str
+    time: str
+
+
+def preset_info(name: str) -> PresetInfo:
+    """Read a preset's leading comment: its first paragraph is the description; lines
+    `# accuracy: ...` and `# time: ...` give the measured figures."""
+    text = preset_text(name) or ""
+    comment = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comment.append(line[1:].strip())
+    first = " ".join(itertools.takewhile(bool, comment))
+    fields = {k: v.strip() for k, _, v in (c.partition(":") for c in comment)
+              if k in ("accuracy", "time")}
+    return PresetInfo(name, first, fields.get("accuracy", "-"), fields.get("time", "-"))
 
 
 def find_config(name_or_path: str) -> tuple[str, str, str]:
@@ -105,14 +131,46 @@ def validate_config(data: dict[str, Any], *, source: str, name: str = "run",
                     overrides: Sequence[Override] = ()) -> LoadedConfig:
     """A parsed config mapping (+ overrides) -> LoadedConfig, or one-line ConfigError."""
     data = copy.deepcopy(data)
-    for ov in overrides:
+    notes = []
+    for i, ov in enumerate(overrides):
+        note = _switch_type(data, ov, overrides[:i])
+        if note:
+            notes.append(note)
         apply_override(data, ov)
     try:
         run = check(RunConfig, data)
         run = _resolve(run)
     except ConfigError as exc:
         raise exc.located(source=origin(exc.loc, source, overrides)) from None
-    return LoadedConfig(run=run, name=name, source=source)
+    return LoadedConfig(run=run, name=name, source=source, notes=tuple(notes))
+
+
+def _switch_type(data: dict[str, Any], ov: Override, earlier: Sequence[Override]) -> str | None:
+    """Before `--set X.type=new` changes the type of a mapping holding another type (an
+    optimizer, a schedule, a layer), drop the keys of the old type, so that none survives
+    silently or changes its meaning (Adam's decoupled weight_decay is not SGD's L2 penalty);
+    keys set by earlier overrides stay. Returns the note that says what was dropped."""
+    if len(ov.path) < 2 or ov.path[-1] != "type" or not isinstance(ov.value, str):
+        return None
+    node: Any = data
+    for part in ov.path[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if not isinstance(node, dict) or node.get("type") in (None, ov.value):
+        return None
+    prefix = ov.path[:-1]
+    kept = {o.path[len(prefix)] for o in earlier
+            if len(o.path) > len(prefix) and o.path[:len(prefix)] == prefix}
+    dropped = {k: node.pop(k) for k in list(node) if k != "type" and k not in kept}
+    if not dropped:
+        return None
+    where = format_path(prefix)
+    settings = ", ".join(f"{k}={quote(v)}" for k, v in dropped.items())
+    return (f"{ov.source}: {where} switched from {node['type']} to {ov.value}, dropping "
+            f"{node['type']}'s {settings} ({ov.value} starts from its defaults; set them with "
+            f"--set {where}.KEY=VALUE)")
 
 
 def _resolve(run: RunConfig) -> RunConfig:

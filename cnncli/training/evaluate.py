@@ -21,6 +21,7 @@ from cnncli.errors import CheckpointError, ConfigError
 from cnncli.layers.losses import Loss, build_loss
 from cnncli.metrics import confusion_matrix, per_class
 from cnncli.network import Network, build_model
+from cnncli.training.folder import BEST, LAST
 
 
 @dataclass
@@ -89,10 +90,24 @@ class EvalReport:
                 "per_class": self.per_class, "confusion_matrix": self.confusion.tolist()}
 
 
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or a run folder's best.safetensors (its last.safetensors
+    when it has no best); CheckpointError for a folder that holds neither."""
+    p = Path(path)
+    if str(path) and p.is_dir():
+        for name in (BEST, LAST):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"{path}: a folder without {BEST} or {LAST}; give a checkpoint "
+                              "file or a run folder")
+    return p
+
+
 def evaluate_checkpoint(path: str | Path, split: str, source: DataSource,
                         batch_size: int | None = None) -> EvalReport:
-    """Score a checkpoint on one split of its data: 'test', 'val' (the run's validation
-    images) or 'train' (the whole training file)."""
+    """Score a checkpoint (or a run folder's best one, see find_checkpoint) on one split of its
+    data: 'test', 'val' (the run's validation images) or 'train' (the whole training file)."""
+    path = find_checkpoint(path) if str(path) else path
     ckpt = read_checkpoint(path)
     cfg = config_of(ckpt)
     net = model_of(ckpt, cfg)

@@ -66,7 +66,8 @@ def plan_training(config: str | None = None, overrides: Sequence[Override | str]
             run_dir, created = rp.run_dir, False
         return TrainPlan(rp.config, run_dir, rp.checkpoint, created)
     if config is None:
-        raise ConfigError("train needs --config FILE|PRESET (or --resume CHECKPOINT)")
+        raise ConfigError("train needs a config (e.g. cnncli train lenet, or --config "
+                          "FILE|PRESET) or --resume CHECKPOINT; presets: cnncli config list")
     extra = [Override.of("--epochs", "train.epochs", epochs)] if epochs is not None else []
     cfg = load_config(config, [*overrides, *extra])
     run_dir, created = reserve_run_dir(out_path, cfg.name)
