@@ -255,6 +255,30 @@ def test_folder_mirror_files_of_the_wrong_size_are_refused_unread(tmp_path: Path
         fetch_file(tmp_path / "c", ds.train_images, [str(mirror)])
 
 
+@pytest.mark.parametrize(("make", "error"), [
+    (lambda b: gzip.compress(b[:100]) + gzip.compress(b[100:]), None),  # two members
+    (lambda b: gzip.compress(b) + bytes(5000), None),  # zero padding after the member
+    (lambda b: gzip.compress(b[:100]) + bytes(3) + gzip.compress(b[100:]), None),
+    (lambda b: gzip.compress(b) + b"junk", "not a valid gzip file"),
+    (lambda b: gzip.compress(b)[:-6], "not a valid gzip file"),  # CRC/length trailer cut
+    (lambda b: gzip.compress(b)[:40], "not a valid gzip file"),  # inside the deflate data
+    (lambda b: b, "not a valid gzip file"),  # served uncompressed under the .gz name
+], ids=["members", "padding", "padded-members", "junk", "no-trailer", "cut", "raw"])
+def test_served_gzip_is_read_as_gzip_reads_it(server: Server, tmp_path: Path, make: object,
+                                              error: str | None) -> None:
+    ds, raw = small_dataset()
+    body = raw["train-images-idx3-ubyte"]
+    server.routes["/g/train-images-idx3-ubyte.gz"] = ok(make(body))  # type: ignore[operator]
+    if error is None:
+        assert gzip.decompress(make(body)) == body  # type: ignore[operator]
+        fetch_file(tmp_path, ds.train_images, [f"{server.url}/g/"], opts=FAST)
+        assert (tmp_path / "train-images-idx3-ubyte").read_bytes() == body
+    else:
+        with pytest.raises(DataError, match=error):
+            fetch_file(tmp_path, ds.train_images, [f"{server.url}/g/"], opts=FAST)
+        assert leftovers(tmp_path) == []
+
+
 # -- issue 10 item 10: a deadline per file, unreachable mirrors asked once ----------------------
 
 def test_file_deadline_scales_with_size_and_has_a_floor() -> None:

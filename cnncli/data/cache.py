@@ -184,8 +184,9 @@ def classify(folder: Path, f: DataFile, dataset: DatasetDefinition,
 HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 _OURS = re.compile(r"\.(?P<stem>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}"
                    r"\.(?:idx|tmp)")
-# what cnncli before this naming left behind (tempfile.mkstemp names: 8 random characters)
-_LEGACY = re.compile(r"\.(?:(?P<stem>.+)\.[a-z0-9_]{8}\.(?:part|idx)|verified-[a-z0-9_]{8})")
+# what cnncli before this naming left behind (tempfile.mkstemp names: 8 random characters;
+# checkpoint.py's .tmp files are named so too)
+_LEGACY = re.compile(r"\.(?:(?P<stem>.+)\.[a-z0-9_]{8}\.(?:part|idx|tmp)|verified-[a-z0-9_]{8})")
 
 #: a temporary file whose owner (this host, that pid) is gone is stale after this long
 DEAD_OWNER_AGE = 120.0

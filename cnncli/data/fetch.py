@@ -237,7 +237,8 @@ def _open_http(mirror: Mirror, f: DataFile, session: Any, opts: FetchOptions) ->
 
     url = f"{mirror.url}{f.name}.gz"
     try:
-        resp = session.get(url, stream=True, timeout=(opts.connect_timeout, opts.read_timeout))
+        resp = session.get(url, stream=True, timeout=(opts.connect_timeout, opts.read_timeout),
+                           headers={"Accept-Encoding": "identity"})  # the .gz, not re-encoded
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise _MirrorFailed(describe_network_error(exc), unreachable=True) from None
     if resp.status_code != 200:
