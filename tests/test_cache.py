@@ -27,6 +27,7 @@ from fetch_helpers import (
 
 from cnncli.data import FetchOptions, dataset_info, ensure_files
 from cnncli.data.cache import HOST, is_stale
+from cnncli.errors import DataError
 
 FAST = FetchOptions(connect_timeout=2, read_timeout=2, retries=1, backoff=0)
 
@@ -174,3 +175,19 @@ def test_fifo_in_a_cache_folder_is_not_a_regular_file_and_not_opened(tmp_path: P
     info = finishes(lambda: dataset_info(tmp_path, ds), fifos)
     assert [r.status for r in info.files] == ["ok", "ok", "not-a-file", "ok"]  # type: ignore
 
+
+
+def test_a_file_that_cannot_be_read_is_a_row_in_data_info_and_an_error_to_load(
+    tmp_path: Path
+) -> None:
+    ds, raw = small_dataset()
+    write_files(tmp_path, raw)
+    looped = tmp_path / "train-labels-idx1-ubyte"
+    looped.unlink()
+    (tmp_path / "loop").symlink_to("loop")
+    looped.symlink_to("loop")
+    info = dataset_info(tmp_path, ds)
+    assert [r.status for r in info.files] == ["ok", "unreadable", "ok", "ok"]
+    assert info.advice == f"{looped}: cannot be read (Too many levels of symbolic links)"
+    with pytest.raises(DataError, match="cannot be read \\(Too many levels of symbolic links"):
+        ensure_files(tmp_path, dataset=ds)

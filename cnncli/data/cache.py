@@ -153,6 +153,16 @@ def classify(folder: Path, f: DataFile, dataset: DatasetDefinition,
     """
     path = folder / f.name
     try:
+        return _classify(folder, f, dataset, marker, path)
+    except NotRegularFile as exc:
+        return FileStatus(f.name, "not-a-file", path, detail=str(exc))
+    except DataError as exc:  # a symlink loop, no permission, an I/O error
+        return FileStatus(f.name, "unreadable", path, detail=str(exc))
+
+
+def _classify(folder: Path, f: DataFile, dataset: DatasetDefinition, marker: dict[str, Any],
+              path: Path) -> FileStatus:
+    try:
         st = stat_regular(path)
         if st is None:
             gz = folder / f"{f.name}.gz"
@@ -163,8 +173,9 @@ def classify(folder: Path, f: DataFile, dataset: DatasetDefinition,
             if digest != f.sha256:
                 return _not_ours(folder, gz.name, digest, dataset, gz)
             return FileStatus(gz.name, "compressed", gz, bytes=gz.stat().st_size)
-    except NotRegularFile as exc:
-        return FileStatus(f.name, "not-a-file", path, detail=str(exc))
+    except FileNotFoundError:  # vanished between two looks: as if it was never there
+        return FileStatus(f.name, "missing", path, detail=(
+            f"{path} is missing; fetch it with: {download_hint(dataset, folder)}"))
     entry = marker.get(f.name)
     if vouches_for(entry, st, f.sha256):
         return FileStatus(f.name, "verified", path, bytes=st.st_size)

@@ -251,8 +251,9 @@ class FileStatus:
     'compressed' (only its .gz is there, verified; decompressed on first use), 'missing',
     'corrupt' (cnncli wrote it and it changed since), 'foreign' (not this dataset's, and
     cnncli did not write it), 'other-dataset' (another registered dataset's file),
-    'not-a-file' (a FIFO, device or folder under that name), 'invalid' (an idx file that
-    fails validation). detail: one line saying what is wrong, empty when nothing is.
+    'not-a-file' (a FIFO, device or folder under that name), 'unreadable' (no permission,
+    a symlink loop, an I/O error), 'invalid' (an idx file that fails validation).
+    detail: one line saying what is wrong, empty when nothing is.
     """
 
     name: str

@@ -435,7 +435,7 @@ def _install(tmp: Path, digest: str, folder: Path, f: DataFile, mirror: Mirror, 
 
 # -- a whole dataset ---------------------------------------------------------------------------
 
-_REFUSED = ("not-a-file", "foreign", "other-dataset")
+_REFUSED = ("not-a-file", "unreadable", "foreign", "other-dataset")
 
 
 def ensure_files(
