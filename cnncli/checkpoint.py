@@ -14,7 +14,11 @@ others read it. Inside a cnncli checkpoint:
               rng                        the numpy Generator's bit_generator.state (JSON)
               history                    one metrics row per completed epoch (JSON)
               progress                   the unfinished epoch's counters (JSON, mid-epoch only)
-              data                       what the run trained on (JSON): dataset, file hashes
+              data                       what the run trained on (JSON): dataset, file hashes,
+                                         and for an idx folder where it was
+              classes                    the class names, in label order (JSON)
+              normalise                  [mean, std] of the pixels (0..1 scale) the batches
+                                         were normalised with (JSON)
               cnncli                     the version of cnncli that wrote it
               sha256                     a digest of every tensor and every other metadata
                                          entry: any corrupted byte is detected
@@ -40,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from cnncli import __version__
-from cnncli.errors import CheckpointError
+from cnncli.data.datasets import DataIdentity
+from cnncli.errors import CheckpointError, DataError
 from cnncli.files import write_atomic
 
 FORMAT = "cnncli.checkpoint"
@@ -67,11 +72,16 @@ class Checkpoint:
     step: int
     rng_state: dict[str, Any]
     history: list[dict[str, Any]]
+    #: what the run trained on: DataIdentity.to_dict(): {'dataset', 'files', 'folder'}
+    data: dict[str, Any]
     progress: dict[str, Any] | None = None
     permutation: np.ndarray | None = None
     name: str = "run"
-    #: what the run trained on: {'dataset': ..., 'files': {name: sha256}, ...}
-    data: dict[str, Any] = field(default_factory=dict)
+    #: the class names, in label order
+    classes: list[str] = field(default_factory=lambda: [str(k) for k in range(10)])
+    #: the pixel mean and standard deviation (0..1 scale) batches were normalised with
+    mean: float = 0.1307
+    std: float = 0.3081
     #: the cnncli version that wrote it
     version: str = __version__
     #: where it was read from, for error messages (not saved)
@@ -115,6 +125,8 @@ def checkpoint_bytes(ckpt: Checkpoint) -> bytes:
         "history": json.dumps(ckpt.history),
         "name": ckpt.name,
         "data": json.dumps(ckpt.data),
+        "classes": json.dumps(list(ckpt.classes)),
+        "normalise": json.dumps([ckpt.mean, ckpt.std]),
         "cnncli": ckpt.version,
     }
     if ckpt.progress is not None:
@@ -262,18 +274,28 @@ def _from_parts(tensors: dict[str, np.ndarray], meta: dict[str, str], label: str
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{label}: damaged metadata ({what})")
 
-    for key in ("config", "epoch", "step", "rng", "history", "data"):
+    for key in ("config", "epoch", "step", "rng", "history", "data", "classes", "normalise"):
         if key not in meta:
             raise bad(f"no {key}")
     config = _loads(meta["config"], label, "config")
     rng_state = _loads(meta["rng"], label, "rng")
     history = _loads(meta["history"], label, "history")
     data = _loads(meta["data"], label, "data")
+    classes = _loads(meta["classes"], label, "classes")
+    normalise = _loads(meta["normalise"], label, "normalise")
     progress = _loads(meta["progress"], label, "progress") if "progress" in meta else None
     if not isinstance(config, dict):
         raise bad("config is not a mapping")
-    if not isinstance(data, dict):
-        raise bad("data is not a mapping")
+    try:
+        DataIdentity.from_dict(data)
+    except DataError as exc:
+        raise bad(str(exc)) from None
+    if not (isinstance(classes, list) and 2 <= len(classes) <= 1000
+            and all(isinstance(c, str) for c in classes)):
+        raise bad("classes must be a list of 2 to 1,000 names")
+    if not (isinstance(normalise, list) and len(normalise) == 2
+            and all(_is_number(v) for v in normalise) and normalise[1] > 0):
+        raise bad("normalise must be [mean, std] with std > 0")
     try:
         epoch, step = int(meta["epoch"]), int(meta["step"])
     except ValueError:
@@ -312,4 +334,5 @@ def _from_parts(tensors: dict[str, np.ndarray], meta: dict[str, str], label: str
     return Checkpoint(config=config, weights=weights, optimizer=optimizer, epoch=epoch,
                       step=step, rng_state=rng_state, history=history, progress=progress,
                       permutation=permutation, name=meta.get("name", "run"), data=data,
+                      classes=classes, mean=float(normalise[0]), std=float(normalise[1]),
                       version=meta.get("cnncli", "?"), source=label)

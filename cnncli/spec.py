@@ -132,9 +132,9 @@ def describe(exc: ValidationError, root: Any, data: Any, *, loc: Loc = (),
     message = _explain(err, path, tagged, parent, data)
     if message.startswith("type: "):  # names its own key
         path, message = (*path, "type"), message[len("type: "):]
-    if err["type"] == "value_error" and ": " in message:  # 'nesterov: needs momentum > 0'
-        key, _, message = message.partition(": ")
-        path = (*path, key)
+    named = re.match(r"([A-Za-z_]\w*): ", message)
+    if err["type"] == "value_error" and named:  # 'nesterov: needs momentum > 0'
+        path, message = (*path, named.group(1)), message[named.end():]
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more)"
     return ConfigError(message, loc=(*loc, *path), source=source, kind=kind,

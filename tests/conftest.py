@@ -8,7 +8,21 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def shared_data(name: str) -> Path:
+    """The real dataset files: ../shared/data/<name> beside the repository (or beside its
+    parent, for a git worktree), else /work/shared/data/<name>; the first of these when none
+    exists (tests that need it skip, saying where they looked)."""
+    for base in (REPO.parent / "shared" / "data", REPO.parents[1] / "shared" / "data",
+                 Path("/work/shared/data")):
+        if (base / name).is_dir():
+            return base / name
+    return REPO.parent / "shared" / "data" / name
+
+
+SHARED_MNIST = shared_data("mnist")
+SHARED_FASHION = shared_data("fashion-mnist")
 
 
 def images(*planes: list[list[float]], dtype: type = np.float64) -> np.ndarray:

@@ -20,21 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, shared_data  # noqa: F401  (re-exported for the fetch tests)
 
 from cnncli.data.datasets import DataFile, DatasetDefinition
 from cnncli.data.idx import encode_idx
 
-REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
-
-
-def shared_data(name: str) -> Path:
-    """../shared/data/<name> beside the repository, else /work/shared/data/<name>."""
-    for base in (REPO.parent / "shared" / "data", REPO.parents[1] / "shared" / "data",
-                 Path("/work/shared/data")):
-        if (base / name).is_dir():
-            return base / name
-    return REPO.parent / "shared" / "data" / name
 
 
 def tiny_raw(seed: int = 0, images: tuple[int, int, int] = (20, 6, 5)) -> dict[str, bytes]:

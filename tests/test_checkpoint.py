@@ -17,6 +17,7 @@ from safetensors.numpy import load_file, save_file
 
 from cnncli.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from cnncli.config import LoadedConfig, validate_config
+from cnncli.data import MNIST
 from cnncli.errors import CheckpointError
 from cnncli.files import write_atomic
 from cnncli.network import build_model
@@ -36,6 +37,9 @@ train: {epochs: 2, batch_size: 8}
 """
 
 
+MNIST_IDENTITY = {"dataset": "mnist", "folder": None,
+                  "files": {f.name: f.sha256 for f in MNIST.files}}
+
 #: one metrics row, as cnncli.train writes it after each epoch
 ROW = {"epoch": 1, "lr": 0.01, "train_loss": 1.5, "train_acc": 0.4, "val_loss": 1.2,
        "val_acc": 0.5, "seconds": 2.0, "images_per_s": 900.0}
@@ -51,7 +55,7 @@ def _make(text: str = SMALL, seed: int = 0) -> Checkpoint:
     return Checkpoint(config=cfg.resolved(), weights=net.named_parameters(),
                       optimizer=opt.state_dict(), epoch=1, step=7,
                       rng_state=rng.bit_generator.state,
-                      history=[ROW], data={"dataset": "mnist"})
+                      history=[ROW], data=MNIST_IDENTITY)
 
 
 def load_checkpoint(path: Path | str) -> tuple[Checkpoint, LoadedConfig]:
@@ -181,9 +185,11 @@ def test_truncated_file(saved, cut):
 
 def test_text_file_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "notes.safetensors"
-    path.write_text("model:\n  layers: []\n")
+    path.write_text("some notes of mine, not a checkpoint\n")
     assert "not a safetensors checkpoint" in _load_error(path)
-    assert "a YAML config?" in _load_error(path)
+    assert "(it looks like text)" in _load_error(path)
+    path.write_text("model:\n  layers: []\n")
+    assert "this is a config, not a checkpoint" in _load_error(path)
 
 
 def test_flipped_byte_in_the_tensors_is_detected(saved):
@@ -277,9 +283,10 @@ def test_metadata_nested_too_deeply_is_one_error(tmp_path):
     deep: list = []
     for _ in range(40):
         deep = [deep]
-    ckpt.data = {"dataset": deep}
+    ckpt.history = [{**ROW, "deep": deep}]
     save_checkpoint(tmp_path / "c.safetensors", ckpt)
-    assert "damaged metadata (data: nested too deeply)" in _load_error(tmp_path / "c.safetensors")
+    assert "damaged metadata (history: nested too deeply)" in _load_error(
+        tmp_path / "c.safetensors")
 
 
 def test_an_older_format_is_refused_by_name(tmp_path):
@@ -354,7 +361,9 @@ def test_metadata_holds_json_config_epoch_step_rng_and_history(saved):
     n = int.from_bytes(data[:8], "little")
     meta = json.loads(data[8:8 + n])["__metadata__"]
     assert meta["format"] == "cnncli.checkpoint" and meta["format_version"] == "3"
-    assert json.loads(meta["data"]) == {"dataset": "mnist"} and meta["cnncli"]
+    assert json.loads(meta["data"]) == MNIST_IDENTITY and meta["cnncli"]
+    assert json.loads(meta["classes"]) == [str(k) for k in range(10)]
+    assert json.loads(meta["normalise"]) == [0.1307, 0.3081]
     assert json.loads(meta["config"]) == ckpt.config
     assert (meta["epoch"], meta["step"]) == ("1", "7")
     assert json.loads(meta["rng"])["bit_generator"] == "PCG64"

@@ -20,6 +20,7 @@ from synthetic_mnist import write_idx_folder
 from cnncli.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from cnncli.cli import CnnGroup, cli
 from cnncli.config import validate_config
+from cnncli.data import MNIST
 from cnncli.network import build_model
 from cnncli.optim import build_optimizer
 
@@ -78,7 +79,9 @@ def make_checkpoint(path: Path, text: str = TINY) -> Path:
                                      history=[{"epoch": 1, "lr": 0.01, "train_loss": 2.0,
                                                "train_acc": 0.2, "val_loss": 2.1,
                                                "val_acc": 0.2, "seconds": 1.0,
-                                               "images_per_s": 300.0}]))
+                                               "images_per_s": 300.0}],
+                                     data={"dataset": "mnist", "folder": None, "files": {
+                                         f.name: f.sha256 for f in MNIST.files}}))
     return path
 
 

@@ -81,7 +81,8 @@ def test_defaults_fill_every_section(tmp_path):
     assert resolved["schedule"]["type"] == "constant"
     assert resolved["optimizer"] == {"type": "sgd", "lr": 0.1, "momentum": 0.0,
                                      "nesterov": False, "weight_decay": 0.0}
-    assert resolved["data"] == {"dataset": "mnist", "data_dir": None, "mirrors": []}
+    assert resolved["data"] == {"dataset": "mnist", "data_dir": None, "mirrors": [],
+                                "classes": None}
 
 
 def test_negative_lr_names_file_location_and_value(tmp_path):
@@ -118,7 +119,12 @@ def test_unknown_section_is_an_error(tmp_path):
     ("optimizer: {type: sgd, lr: .nan}", "optimizer.lr: must be a finite number, received NaN"),
     ("schedule: {type: step, gamma: 2}", "schedule.gamma: must be <= 1, received 2"),
     ("schedule: {type: cosine, every_epochs: 2}", "schedule.every_epochs: unknown key"),
-    ("data: {dataset: cifar10}", "data.dataset: must be 'mnist' or 'idx', received 'cifar10'"),
+    ("data: {dataset: cifar10}",
+     "data.dataset: must be 'mnist', 'fashion-mnist' or 'idx', received 'cifar10'"),
+    ("data: {classes: [a, b]}", "data.classes: only an idx dataset takes class names"),
+    ("data: {dataset: idx, classes: [a, a]}", "data.classes: names must differ"),
+    ("data: {dataset: idx, classes: [a]}", "data.classes: must have at least 2 items"),
+    ("data: {mirrors: ['http://[::1']}", "data.mirrors[0]: "),
     ("data: {mirrors: http://x}", "data.mirrors: must be a list, received 'http://x'"),
     ("train: 5", "train: must be a mapping, received 5"),
 ])

@@ -468,7 +468,7 @@ def test_real_mnist_from_the_shared_mirror(tmp_path: Path) -> None:
     assert np.bincount(m.train_labels).tolist() == TRAIN_COUNTS
     assert np.bincount(m.test_labels).tolist() == TEST_COUNTS
     info = CliRunner().invoke(cli, ["data", "info", "--data-dir", str(tmp_path)])
-    assert "train: 60000 images, test: 10000 images" in info.output
+    assert "train: 60,000 images, test: 10,000 images" in info.output
 
 
 @needs_fashion

@@ -14,7 +14,7 @@ from synthetic_mnist import make_digits
 
 from cnncli.checkpoint import read_checkpoint
 from cnncli.config import Override, load_config, validate_config
-from cnncli.data.source import ArraySource, DataArrays, FetchingSource
+from cnncli.data.source import ArraySource, FetchingSource
 from cnncli.data.split import make_dataset, split_indices
 from cnncli.errors import ConfigError, TrainingError
 from cnncli.metrics import confusion_matrix, per_class
@@ -47,12 +47,11 @@ TIMING = ("seconds", "images_per_s")
 
 
 @pytest.fixture(scope="module")
-def digits() -> DataArrays:
+def digits() -> ArraySource:
     """400 generated training images (320 train, 80 validation at TINY's split), 100 test."""
     train_images, train_labels = make_digits(400, seed=0)
     test_images, test_labels = make_digits(100, seed=1)
-    return DataArrays(train_images, train_labels, test_images, test_labels,
-                      identity={"dataset": "generated"})
+    return ArraySource.of(train_images, train_labels, test_images, test_labels)
 
 
 def _cfg(text: str = TINY, *sets: str):
@@ -60,16 +59,16 @@ def _cfg(text: str = TINY, *sets: str):
                            overrides=[Override.parse(s) for s in sets])
 
 
-def _train(data: DataArrays, run_dir: Path, *sets: str, text: str = TINY, **fit) -> dict:
-    return run_training(TrainPlan(_cfg(text, *sets), run_dir), ArraySource(data), **fit)
+def _train(data: ArraySource, run_dir: Path, *sets: str, text: str = TINY, **fit) -> dict:
+    return run_training(TrainPlan(_cfg(text, *sets), run_dir), data, **fit)
 
 
-def _resume(data: DataArrays, ckpt: Path, epochs: int | None = None, **fit) -> dict:
-    return run_training(plan_training(resume=ckpt, epochs=epochs), ArraySource(data), **fit)
+def _resume(data: ArraySource, ckpt: Path, epochs: int | None = None, **fit) -> dict:
+    return run_training(plan_training(resume=ckpt, epochs=epochs), data, **fit)
 
 
-def _train_images(data: DataArrays, val_split: float = 0.2) -> int:
-    return len(split_indices(len(data.train_labels), val_split)[0])
+def _train_images(data: ArraySource, val_split: float = 0.2) -> int:
+    return len(split_indices(len(data.arrays.train_labels), val_split)[0])
 
 
 def _assert_same_run(a: Path, b: Path) -> None:
@@ -282,7 +281,7 @@ def test_continuing_from_best_in_a_new_folder_matches_the_straight_run(digits, t
     _train(digits, tmp_path / "r", "train.epochs=1")
     plan = plan_training(resume=tmp_path / "r" / "best.safetensors", epochs=2,
                          out=tmp_path / "branch")
-    summary = run_training(plan, ArraySource(digits))
+    summary = run_training(plan, digits)
     _assert_same_run(tmp_path / "full", tmp_path / "branch")
     assert summary["test"] is not None and (tmp_path / "branch" / "best.safetensors").exists()
 
@@ -309,12 +308,14 @@ def test_real_mnist_2000_images_2_epochs_learns_well_above_chance(tmp_path):
     summary = run_training(TrainPlan(cfg, tmp_path / "run"), source)
     assert summary["train_images"] == 2000 and summary["test"]["images"] == 10000
     assert summary["test"]["accuracy"] > 0.75  # chance is 0.10
-    assert read_checkpoint(tmp_path / "run" / "best.safetensors").data["files"][
-        "train-images-idx3-ubyte"].startswith("ba891046")
+    saved = read_checkpoint(tmp_path / "run" / "best.safetensors")
+    assert saved.data["dataset"] == "mnist" and saved.data["folder"] is None
+    assert saved.data["files"]["train-images-idx3-ubyte"].startswith("ba891046")
+    assert (saved.mean, saved.std) == (0.1307, 0.3081) and saved.classes[9] == "9"
 
 
 def test_early_stopping_without_validation_images_is_a_config_error(digits, tmp_path):
-    data = make_dataset(digits.train_images, digits.train_labels, None, None, 1e-6)
+    data = make_dataset(digits.arrays.train_images, digits.arrays.train_labels, None, None, 1e-6)
     assert data.val is None  # the split rounds to no image at all
     with pytest.raises(ConfigError, match="train.target_accuracy needs validation images, but "
                        "train.val_split 1e-06 of 400 training images gives none"):

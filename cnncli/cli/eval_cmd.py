@@ -36,18 +36,24 @@ def eval_(checkpoint: str, split: str, batch_size: int | None, as_json: bool,
     path = find_checkpoint(checkpoint) if checkpoint else Path(checkpoint)
     if str(path) != checkpoint and not as_json:
         click.echo(f"evaluating {path}", err=True)
-    r = evaluate_checkpoint(path, split, fetching_source(data_dir, mirrors, as_json),
-                            batch_size)
+    source = fetching_source(data_dir, mirrors, as_json)
+    r = evaluate_checkpoint(path, split, source, batch_size)
+    for note in source.notes:
+        click.echo(note, err=True)
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
     click.echo(f"{path} (epoch {r.epoch}) on the {split} split, {r.images:,} images")
     click.echo(f"accuracy {percent(r.accuracy)}   mean loss {r.loss:.4f}")
     click.echo("")
-    click.echo(f"{'class':>5}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}")
-    for c in r.per_class:
-        click.echo(f"{c['class']:>5}  {percent(c['precision']):>9}  {percent(c['recall']):>7}"
-                   f"  {percent(c['f1']):>7}  {c['support']:>7,}")
+    named = any(name != str(k) for k, name in enumerate(r.classes))
+    width = max(len(n) for n in r.classes) if named else 0
+    label = f"  {'name':<{width}}" if named else ""
+    click.echo(f"{'class':>5}{label}  {'precision':>9}  {'recall':>7}  {'f1':>7}  {'support':>7}")
+    for c, name in zip(r.per_class, r.classes, strict=True):
+        label = f"  {name:<{width}}" if named else ""
+        click.echo(f"{c['class']:>5}{label}  {percent(c['precision']):>9}  "
+                   f"{percent(c['recall']):>7}  {percent(c['f1']):>7}  {c['support']:>7,}")
     click.echo("")
     click.echo("confusion matrix (rows: true class, columns: predicted class)")
     k = len(r.confusion)

@@ -52,12 +52,26 @@ def set_option(help: str | None = None) -> Callable[[F], F]:
                      "repeatable.")
 
 
-# no envvar= here: $CNNCLI_DATA_DIR is read by cnncli.data.resolve_data_dir, after a config's
+def _data_root() -> str:
+    from cnncli.paths import data_root  # standard library only: --help stays fast
+
+    return str(data_root())
+
+
+# no envvar= here: $CNNCLI_DATA_DIR is read by cnncli.paths.data_root, after a config's
 # data.data_dir, so that the variable never overrides what a config file says
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
-    help="Where the data is (MNIST's cache, or an idx dataset's folder). [default: the "
-         "config's data.data_dir, else $CNNCLI_DATA_DIR, else the user cache folder]")
+def data_dir_option_for(config: bool) -> Callable[[F], F]:
+    """--data-dir DIR, its help naming the real default folder (and the config's data_dir
+    where the command reads a config)."""
+    from_config = "the config's data.data_dir, else " if config else ""
+    return click.option(
+        "--data-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+        help="The dataset's folder (a registered dataset's cache, or your idx folder). "
+             f"[default: {from_config}{_data_root()}/<dataset>; the root is $CNNCLI_DATA_DIR "
+             "when set]")
+
+
+data_dir_option = data_dir_option_for(config=True)
 mirror_option = click.option(
     "--mirror", "mirrors", multiple=True, metavar="URL|DIR",
     help="A mirror to try first: http(s)://, file:// or a folder; repeatable "

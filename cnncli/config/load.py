@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnncli.config.overrides import Override, apply_override, origin
-from cnncli.config.schema import MNIST_SHAPE, NUM_CLASSES, RunConfig
+from cnncli.config.schema import MNIST_SHAPE, RunConfig
 from cnncli.config.yaml_io import parse_yaml
 from cnncli.errors import ConfigError, format_path, quote
 from cnncli.network import infer_shapes, resolve_specs
@@ -173,6 +173,14 @@ def _switch_type(data: dict[str, Any], ov: Override, earlier: Sequence[Override]
             f"--set {where}.KEY=VALUE)")
 
 
+def check_outputs(output_shape: tuple[int, ...], classes: int, dataset: str) -> None:
+    """The network's last layer must give one output per class; ConfigError naming both."""
+    if tuple(output_shape) != (classes,):
+        raise ConfigError(f"the network outputs shape {tuple(output_shape)} but {dataset} has "
+                          f"{classes} classes; end with {{type: dense, units: {classes}}}",
+                          loc=("model", "layers"))
+
+
 def _resolve(run: RunConfig) -> RunConfig:
     """Infer the model's shapes, decide every default init, check the model fits the data."""
     model = run.model
@@ -183,12 +191,11 @@ def _resolve(run: RunConfig) -> RunConfig:
     if run.data.dataset == "idx" and model.input_shape[0] != 1:
         raise ConfigError(f"IDX images have one channel, so it must be [1, height, width], "
                           f"received {list(model.input_shape)}", loc=("model", "input_shape"))
-    if run.data.dataset == "mnist" and tuple(model.input_shape) != MNIST_SHAPE:
+    if run.data.dataset != "idx" and tuple(model.input_shape) != MNIST_SHAPE:
         raise ConfigError(f"must be {list(MNIST_SHAPE)} for {run.data.dataset}, received "
                           f"{list(model.input_shape)}", loc=("model", "input_shape"))
-    if shapes[-1] != (NUM_CLASSES,):
-        raise ConfigError(f"the network outputs shape {shapes[-1]} but {run.data.dataset} has "
-                          f"{NUM_CLASSES} classes; end with {{type: dense, units: "
-                          f"{NUM_CLASSES}}}", loc=("model", "layers"))
+    classes = run.data.num_classes()
+    if classes is not None:
+        check_outputs(shapes[-1], classes, run.data.dataset)
     layers = resolve_specs(model.layers)
     return run.model_copy(update={"model": model.model_copy(update={"layers": layers})})

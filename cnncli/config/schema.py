@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from cnncli.layers import AnyLayerSpec
 from cnncli.layers.losses import LOSSES
@@ -71,21 +71,57 @@ class TrainConfig(Spec):
         return self
 
 
+DatasetName = Literal["mnist", "fashion-mnist", "idx"]
+#: the datasets cnncli fetches by name, with their classes and image shape
+REGISTERED = {"mnist": 10, "fashion-mnist": 10}
+
+
+def _mirror(v: str) -> str:
+    """A mirror's form is checked here (nothing is fetched); the error is located by pydantic."""
+    from cnncli.data.mirrors import parse_mirror
+    from cnncli.errors import ConfigError
+
+    try:
+        parse_mirror(v, "@")
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("@: ")) from None
+    return v
+
+
 class DataConfig(Spec):
     """Where the images come from."""
 
-    dataset: Literal["mnist", "idx"] = Field(
+    dataset: DatasetName = Field(
         "mnist",
-        description="mnist: MNIST, fetched from the mirrors and verified against pinned "
-        "SHA-256 sums; idx: your own folder (data_dir or --data-dir) holding the four "
-        "MNIST-named IDX files uncompressed, greyscale images of any size, labels 0..9, "
-        "checked structurally (there are no published hashes to verify)")
+        description="mnist or fashion-mnist: fetched from the mirrors and verified against "
+        "pinned SHA-256 sums; idx: your own folder (data_dir or --data-dir) holding the four "
+        "MNIST-named IDX files, raw or .gz, greyscale images of any size, checked "
+        "structurally (there are no published hashes to verify)")
     data_dir: str | None = Field(
-        None, description="folder holding the dataset files (default for mnist: cnncli's data "
-        "folder; required for idx unless --data-dir is given)")
-    mirrors: list[str] = Field(
+        None, description="folder holding the dataset files (default for mnist and "
+        "fashion-mnist: cnncli's data folder; required for idx unless --data-dir is given)")
+    mirrors: list[Annotated[str, AfterValidator(_mirror)]] = Field(
         default_factory=list,
         description="URLs or local folders to fetch the files from, tried before the defaults")
+    classes: Annotated[list[str], Field(min_length=2, max_length=1000)] | None = Field(
+        None, description="idx only: the class names, in label order (default: '0', '1', ... "
+        "up to the largest label)")
+
+    @model_validator(mode="after")
+    def _classes_are_for_idx(self) -> DataConfig:
+        if self.classes is not None:
+            if self.dataset != "idx":
+                raise ValueError(f"classes: only an idx dataset takes class names; "
+                                 f"{self.dataset}'s are fixed")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"classes: names must differ, received {self.classes[:6]}")
+        return self
+
+    def num_classes(self) -> int | None:
+        """How many classes the data has, when the config alone says (None: from the labels)."""
+        if self.dataset in REGISTERED:
+            return REGISTERED[self.dataset]
+        return len(self.classes) if self.classes is not None else None
 
 
 class RunConfig(Spec):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from cnncli.data.idx import (
 )
 from cnncli.data.mirrors import Mirror, describe_network_error, mirror_list, parse_mirror
 from cnncli.errors import DataError
+from cnncli.paths import dataset_dir
 
 CHUNK = 1 << 16
 
@@ -80,31 +80,15 @@ class FetchOptions:
 
 # -- where data lives --------------------------------------------------------------------------
 
-def user_cache_dir() -> Path:
-    """The platform's per-user cache folder (XDG on Linux)."""
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-        return Path(base)
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-
-
 def default_data_dir(dataset: DatasetDefinition = MNIST) -> Path:
-    """<user cache>/cnncli/<dataset name>, e.g. ~/.cache/cnncli/fashion-mnist."""
-    return user_cache_dir() / "cnncli" / dataset.name
+    """data_root()/<dataset name>, e.g. ~/.cache/cnncli/fashion-mnist (see cnncli.paths)."""
+    return dataset_dir(dataset.name)
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None = None,
                      dataset: DatasetDefinition = MNIST) -> Path:
-    """--data-dir, else $CNNCLI_DATA_DIR, else default_data_dir(dataset)."""
-    if explicit:
-        return Path(explicit).expanduser()
-    env = os.environ.get("CNNCLI_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    return default_data_dir(dataset)
+    """--data-dir, else $CNNCLI_DATA_DIR/<dataset>, else <user cache>/cnncli/<dataset>."""
+    return dataset_dir(dataset.name, explicit)
 
 
 # -- limits ------------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 dataset and says what they are (their identity, class names, normalisation).
 
     source = FetchingSource(data_dir="/data/mnist", mirrors=("../shared/data/mnist",))
-    arrays = source.load(config.run.data)        # fetched and verified if needed
-    arrays.identity                              # {'dataset': 'mnist', 'files': {...}}
+    arrays = source.load(config.run.data)                  # fetched and verified if needed
+    arrays = source.load(config.run.data, expected=ident)  # a checkpoint's data, checked
 
-Tests and library users hand the trainer an ArraySource holding arrays they made; nothing is
-patched.
+Training from a config may use the locations the config names (data_dir, mirrors): the user
+wrote them. A checkpoint's data is loaded by its identity only: the folder and mirrors come
+from this command (--data-dir, --mirror), the environment and the defaults, never from the
+checkpoint, and an idx run's recorded folder is used only to find files whose hashes then
+must match. Tests and library users hand the trainer an ArraySource of arrays they made.
 """
 
 from __future__ import annotations
@@ -19,75 +22,93 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cnncli.data.batches import MEAN, STD
-from cnncli.errors import ConfigError
-
-
-@dataclass
-class DataArrays:
-    """A dataset's four arrays (uint8 images (N, H, W), labels (N,)) and what they are."""
-
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    test_images: np.ndarray | None
-    test_labels: np.ndarray | None
-    #: what the data is, as a checkpoint records it: {'dataset': ..., 'files': {name: sha256}}
-    identity: dict[str, Any] = field(default_factory=dict)
-    classes: list[str] = field(default_factory=lambda: [str(k) for k in range(10)])
-    #: pixel mean and standard deviation on the 0..1 scale, used to normalise batches
-    mean: float = MEAN
-    std: float = STD
+from cnncli.data.datasets import DataIdentity, DatasetArrays, get_dataset
+from cnncli.data.idx import encode_idx
+from cnncli.errors import ConfigError, DataError
 
 
 class DataSource(Protocol):
     """Anything that loads the data a config's `data` section names."""
 
-    def load(self, data: Any) -> DataArrays: ...
+    def load(self, data: Any, expected: DataIdentity | None = None) -> DatasetArrays:
+        """The arrays; with `expected` (a checkpoint's record), only those very data."""
+        ...
+
+
+def memory_identity(arrays: Sequence[np.ndarray]) -> DataIdentity:
+    """An identity for arrays made in memory: the hashes of their IDX encodings."""
+    from cnncli.data.datasets import FILE_NAMES
+
+    files = {name: hashlib.sha256(encode_idx(a)).hexdigest()
+             for name, a in zip(FILE_NAMES, arrays, strict=True)}
+    return DataIdentity("idx", files, "(in memory)")
 
 
 @dataclass
 class ArraySource:
     """Data already in memory (tests, notebooks): the same arrays whatever the config says."""
 
-    arrays: DataArrays
+    arrays: DatasetArrays
 
-    def load(self, data: Any) -> DataArrays:
+    @classmethod
+    def of(cls, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+           test_labels: np.ndarray, class_names: Sequence[str] | None = None) -> ArraySource:
+        """uint8 images (N, H, W) and labels (N,) -> a source; classes '0'.. by default."""
+        parts = (train_images, train_labels, test_images, test_labels)
+        k = int(max(train_labels.max(), test_labels.max())) + 1
+        names = tuple(class_names) if class_names is not None else tuple(map(str, range(k)))
+        return cls(DatasetArrays(*parts, identity=memory_identity(parts), class_names=names))
+
+    def load(self, data: Any, expected: DataIdentity | None = None) -> DatasetArrays:
+        if expected is not None and not self.arrays.identity.same_data(expected):
+            raise DataError(f"these arrays are not the data the run was trained on "
+                            f"({expected.describe()})")
         return self.arrays
 
 
 @dataclass
 class FetchingSource:
-    """MNIST from the cache (fetched from the mirrors and verified when missing), or a custom
-    IDX folder. `data_dir` and `mirrors` come from the command line and win over (data_dir) or
-    come before (mirrors) the config's; `progress` and `report` are cnncli.data's hooks."""
+    """A registered dataset from its cache (fetched from the mirrors and verified when
+    missing), or an idx folder. `data_dir` and `mirrors` are this command's (--data-dir,
+    --mirror); `progress` and `report` are cnncli.data's hooks. `notes` collects what the
+    user should hear (e.g. that the data scored is not the run's own)."""
 
     data_dir: str | Path | None = None
     mirrors: Sequence[str] = ()
     progress: Any = None
     report: Any = None
+    notes: list[str] = field(default_factory=list)
 
-    def load(self, data: Any) -> DataArrays:
-        from cnncli.data import MNIST, load_idx_folder, load_mnist
+    def load(self, data: Any, expected: DataIdentity | None = None) -> DatasetArrays:
+        from cnncli.data import load_dataset_files, load_idx_folder
 
-        folder = self.data_dir if self.data_dir is not None else data.data_dir
+        mine = expected is None  # the config is the user's own: its locations count
+        folder = self.data_dir
+        if folder is None:
+            folder = data.data_dir if mine else (expected.folder if data.dataset == "idx"
+                                                 else None)
+        mirrors = [*self.mirrors, *(data.mirrors if mine else [])]
         if data.dataset == "idx":
             if folder is None:
                 raise ConfigError("data.dataset idx needs its folder: set data.data_dir or "
                                   "pass --data-dir")
-            arrays = load_idx_folder(folder)
-            files = {f.name: _sha256(Path(folder) / f.name) for f in MNIST.files}
-            identity = {"dataset": "idx", "folder": str(Path(folder).resolve()), "files": files}
+            try:
+                arrays = load_idx_folder(folder, data.classes)
+            except DataError as exc:
+                if mine or self.data_dir is not None:
+                    raise
+                raise DataError(f"{exc}; it is the run's data folder as the checkpoint "
+                                "recorded it: pass --data-dir with where those files are "
+                                "now") from None
         else:
-            arrays = load_mnist(folder, mirrors=[*self.mirrors, *data.mirrors],
-                                progress=self.progress, report=self.report)
-            identity = {"dataset": "mnist", "files": {f.name: f.sha256 for f in MNIST.files}}
-        return DataArrays(arrays.train_images, arrays.train_labels, arrays.test_images,
-                          arrays.test_labels, identity=identity)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+            arrays = load_dataset_files(get_dataset(data.dataset), folder, mirrors=mirrors,
+                                        progress=self.progress, report=self.report)
+        if expected is not None and not arrays.identity.same_data(expected):
+            found = arrays.identity.describe()
+            if self.data_dir is None:
+                raise DataError(f"the data found ({found}) is not the data the run was "
+                                f"trained on ({expected.describe()}); pass --data-dir to use "
+                                "other data on purpose")
+            self.notes.append(f"note: using {found}, not the run's own data "
+                              f"({expected.describe()})")
+        return arrays

@@ -15,9 +15,10 @@ import numpy as np
 from cnncli.checkpoint import Checkpoint, read_checkpoint
 from cnncli.config import LoadedConfig, validate_config
 from cnncli.data.batches import MEAN, STD, to_batch
+from cnncli.data.datasets import DataIdentity
 from cnncli.data.source import DataSource
 from cnncli.data.split import Split, make_dataset
-from cnncli.errors import CheckpointError, ConfigError
+from cnncli.errors import CheckpointError, ConfigError, DataError
 from cnncli.layers.losses import Loss, build_loss
 from cnncli.metrics import confusion_matrix, per_class
 from cnncli.network import Network, build_model
@@ -83,11 +84,16 @@ class EvalReport:
     per_class: list[dict[str, Any]]
     confusion: np.ndarray
     classes: list[str]
+    #: the data scored (DataIdentity.to_dict()), and whether it is the data the run trained on
+    data: dict[str, Any] = field(default_factory=dict)
+    same_data: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"checkpoint": self.checkpoint, "epoch": self.epoch, "split": self.split,
                 "images": self.images, "accuracy": self.accuracy, "loss": self.loss,
-                "per_class": self.per_class, "confusion_matrix": self.confusion.tolist()}
+                "classes": self.classes, "per_class": self.per_class,
+                "confusion_matrix": self.confusion.tolist(), "data": self.data,
+                "same_data": self.same_data}
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -112,7 +118,11 @@ def evaluate_checkpoint(path: str | Path, split: str, source: DataSource,
     cfg = config_of(ckpt)
     net = model_of(ckpt, cfg)
     run = cfg.run
-    arrays = source.load(run.data)
+    expected = DataIdentity.from_dict(ckpt.data)
+    arrays = source.load(run.data, expected)
+    if len(arrays.class_names) != len(ckpt.classes):
+        raise DataError(f"the data has {len(arrays.class_names)} classes, the model "
+                        f"{len(ckpt.classes)}")
     data = make_dataset(arrays.train_images, arrays.train_labels, arrays.test_images,
                         arrays.test_labels, 0.0 if split == "train" else run.train.val_split)
     part = {"test": data.test, "val": data.val, "train": data.train}[split]
@@ -120,8 +130,8 @@ def evaluate_checkpoint(path: str | Path, split: str, source: DataSource,
         raise ConfigError(f"--split {split}: this run has no {split} images "
                           f"(train.val_split is {run.train.val_split})")
     ev = evaluate(net, build_loss(run.loss), part, batch_size or run.train.eval_batch_size,
-                  arrays.mean, arrays.std)
-    k = len(arrays.classes)
-    cm = confusion_matrix(ev.labels, ev.predictions, k)
+                  ckpt.mean, ckpt.std)
+    cm = confusion_matrix(ev.labels, ev.predictions, len(ckpt.classes))
     return EvalReport(str(path), ckpt.epoch, split, len(part), ev.accuracy, ev.loss,
-                      per_class(cm), cm, arrays.classes)
+                      per_class(cm), cm, list(ckpt.classes), arrays.identity.to_dict(),
+                      arrays.identity.same_data(expected))

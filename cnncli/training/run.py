@@ -19,10 +19,12 @@ import numpy as np
 
 from cnncli.checkpoint import Checkpoint
 from cnncli.config import LoadedConfig, Override, load_config
-from cnncli.data.source import DataArrays, DataSource
-from cnncli.data.split import make_dataset
-from cnncli.errors import ConfigError
-from cnncli.network import build_model
+from cnncli.config.load import check_outputs
+from cnncli.data.datasets import DataIdentity, DatasetArrays, pixel_mean_std
+from cnncli.data.source import DataSource
+from cnncli.data.split import make_dataset, split_indices
+from cnncli.errors import ConfigError, DataError
+from cnncli.network import build_model, infer_shapes
 from cnncli.training.callbacks import Callbacks, StartInfo
 from cnncli.training.folder import remove_if_empty, reserve_run_dir
 from cnncli.training.interrupt import StopFlag, TrainingInterrupted, deferred_interrupt
@@ -74,7 +76,7 @@ def plan_training(config: str | None = None, overrides: Sequence[Override | str]
     return TrainPlan(cfg, run_dir, None, created, cfg.notes)
 
 
-def check_image_size(arrays: DataArrays, input_shape: Sequence[int], where: str) -> None:
+def check_image_size(arrays: DatasetArrays, input_shape: Sequence[int], where: str) -> None:
     """The images (N, H, W) must match the model's input_shape [1, H, W]; ConfigError if not."""
     for images in (arrays.train_images, arrays.test_images):
         if images is None:
@@ -106,15 +108,31 @@ def run_training(plan: TrainPlan, source: DataSource, callbacks: Callbacks | Non
 def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | None,
          handle_ctrl_c: bool) -> dict[str, Any]:
     run = plan.config.run
-    arrays = source.load(run.data)
-    check_image_size(arrays, run.model.input_shape,
-                     str(arrays.identity.get("folder") or arrays.identity.get("dataset")))
+    ckpt = plan.resume
+    expected = DataIdentity.from_dict(ckpt.data) if ckpt is not None else None
+    arrays = source.load(run.data, expected)
+    if expected is not None and not arrays.identity.same_data(expected):
+        raise DataError(f"--resume needs the data the run was trained on "
+                        f"({expected.describe()}), this is {arrays.identity.describe()}")
+    check_image_size(arrays, run.model.input_shape, arrays.identity.folder or
+                     arrays.identity.describe())
+    shapes = infer_shapes(run.model.input_shape, run.model.layers)
+    try:
+        check_outputs(shapes[-1], arrays.num_classes, arrays.identity.describe())
+    except ConfigError as exc:
+        raise exc.located(source=plan.config.source) from None
     data = make_dataset(arrays.train_images, arrays.train_labels, arrays.test_images,
                         arrays.test_labels, run.train.val_split, run.train.limit)
+    if ckpt is not None:
+        mean, std = ckpt.mean, ckpt.std
+    elif arrays.mean is not None and arrays.std is not None:
+        mean, std = arrays.mean, arrays.std
+    else:  # an idx folder: the training split's own pixel statistics
+        train_idx, _ = split_indices(len(arrays.train_labels), run.train.val_split)
+        mean, std = pixel_mean_std(arrays.train_images[train_idx])
     rng = np.random.default_rng(run.train.seed)
     net = build_model(run.model.input_shape, run.model.layers, rng=rng)
-    trainer = Trainer(plan.config, data, arrays, net, rng, plan.run_dir)
-    ckpt = plan.resume
+    trainer = Trainer(plan.config, data, arrays, net, rng, plan.run_dir, mean, std)
     if ckpt is not None:
         restore(trainer, ckpt)
     if stop is not None and stop.requested:

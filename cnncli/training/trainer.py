@@ -20,7 +20,7 @@ import numpy as np
 from cnncli.checkpoint import Checkpoint, checkpoint_bytes, read_checkpoint, save_checkpoint
 from cnncli.config import LoadedConfig, dump_yaml
 from cnncli.data.batches import to_batch
-from cnncli.data.source import DataArrays
+from cnncli.data.datasets import DatasetArrays
 from cnncli.data.split import Dataset
 from cnncli.errors import ConfigError, TrainingError
 from cnncli.files import write_atomic
@@ -44,12 +44,14 @@ from cnncli.training.interrupt import StopFlag, TrainingInterrupted
 class Trainer:
     """Owns one run's network, loss, optimizer, schedule, generator and progress."""
 
-    def __init__(self, cfg: LoadedConfig, data: Dataset, arrays: DataArrays, net: Network,
-                 rng: np.random.Generator, run_dir: str | Path) -> None:
+    def __init__(self, cfg: LoadedConfig, data: Dataset, arrays: DatasetArrays, net: Network,
+                 rng: np.random.Generator, run_dir: str | Path, mean: float, std: float
+                 ) -> None:
         run = cfg.run
         self.cfg, self.data, self.net, self.rng = cfg, data, net, rng
         self.run_dir = Path(run_dir)
-        self.identity, self.mean, self.std = arrays.identity, arrays.mean, arrays.std
+        self.identity, self.classes = arrays.identity.to_dict(), list(arrays.class_names)
+        self.mean, self.std = mean, std
         self.config = cfg.resolved()
         if len(data.train) == 0:
             raise ConfigError("the training set is empty; check --limit and train.val_split")
@@ -76,7 +78,8 @@ class Trainer:
             config=self.config, weights=self.net.state(), optimizer=self.optimizer.state_dict(),
             epoch=self.epoch, step=self.step, rng_state=self.rng.bit_generator.state,
             history=self.history, progress=self.progress, permutation=self.permutation,
-            name=self.cfg.name, data=self.identity)
+            name=self.cfg.name, data=self.identity, classes=self.classes, mean=self.mean,
+            std=self.std)
 
     def start(self) -> None:
         """Create the run folder (if needed) and write config.yaml."""
