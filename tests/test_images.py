@@ -124,6 +124,38 @@ def test_colour_photo_and_transparent_png_are_made_grey_and_found() -> None:
     assert np.corrcoef(out.astype(float).ravel(), ref)[0, 1] > 0.9
 
 
+def stroke_width(x: np.ndarray) -> float:
+    """Mean stroke width of the pixels > 127: area over half the boundary (see images.py)."""
+    m = x > 127
+    p = np.pad(m, 1)
+    inner = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return m.sum() / ((m & ~inner).sum() / 2)
+
+
+def seven(width: int) -> np.ndarray:
+    """A '7' drawn with a pen `width` pixels wide on a 600x600 noisy photo."""
+    im = Image.new("L", (600, 600), 220)
+    ImageDraw.Draw(im).line([(150, 150), (450, 150), (250, 500)], fill=40, width=width,
+                            joint="curve")
+    noise = np.random.default_rng(width).normal(0, 6, (600, 600))
+    return np.clip(np.asarray(im, np.float64) + noise, 0, 255).astype(np.uint8)
+
+
+def test_thin_pen_strokes_are_thickened_to_mnist_width_and_bold_ones_are_not() -> None:
+    thin, bold = prepare_digit_steps(seven(2)), prepare_digit_steps(seven(60))
+    assert thin.stroke < 0.2 and thin.thickened > 0       # a 2 px line would be 0.1 px wide
+    assert bold.stroke > 2.0 and bold.thickened == 0
+    # MNIST's digits have 56 to 139 pixels > 127 (10th to 90th percentile of the test set),
+    # in strokes 2.1 to 3.7 px wide; unthickened, this '7' has 12 such pixels
+    assert 50 <= (thin.image > 127).sum() <= 140, (thin.image > 127).sum()
+    assert stroke_width(thin.image) <= 4.0
+    assert max(ink_box(thin.image)) in (19, 20, 21)
+    cy, cx = centre_of_mass(thin.image)
+    assert abs(cy - 13.5) <= 1.0 and abs(cx - 13.5) <= 1.0
+    a, b = thin.image.astype(float).ravel(), bold.image.astype(float).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.8
+
+
 def test_non_square_model_input_scales_by_its_frame() -> None:
     out = prepare_digit(draw_digit("7"), out_hw=(56, 56))
     assert out.shape == (56, 56) and max(ink_box(out)) in (39, 40, 41)
