@@ -54,16 +54,18 @@ def list_runs(folder: str | os.PathLike[str] = "runs") -> list[dict[str, Any]]:
 
 
 def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """One run folder -> its row: name, config, status, epochs, planned_epochs,
-    best_val_acc, test_acc, seconds, date (YYYY-MM-DD HH:MM), problem, path."""
+    """One run folder -> its row: name, config, status, epochs, planned_epochs (unfinished
+    runs: config.yaml's train.epochs), best_val_acc, test_acc, seconds, date
+    (YYYY-MM-DD HH:MM), problem, path. A finished run is read from summary.json alone."""
     d = Path(run_dir)
     problems: list[str] = []
     summary = _read_json(d / "summary.json", problems)
-    history = _read_jsonl(d / "metrics.jsonl", problems)
-    config = _read_yaml(d / "config.yaml", problems)
     if summary is not None and not isinstance(summary, dict):
         problems.append("summary.json: not a JSON object")
         summary = None
+    # a finished run's summary says it all; the others are pieced together from their files
+    history = _read_jsonl(d / "metrics.jsonl", problems) if summary is None else []
+    config = _read_yaml(d / "config.yaml", problems) if summary is None else None
     stamp = _STAMP.match(d.name)
 
     val = [v for v in (_number(r.get("val_acc")) for r in history) if v is not None]
@@ -180,7 +182,7 @@ def _read_yaml(path: Path, problems: list[str]) -> Any:
     if text is None:
         return None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
         problems.append(f"{path.name}: not valid YAML")
         return None

@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None, help="MNIST cache (default: cnncli's)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--sample", type=int, default=0, help="test image for the feature maps")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="draw each picture this many times and report the median")
     args = ap.parse_args()
     out = args.out or args.run
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,6 @@ def main() -> None:
              for i, layer in enumerate(net.layers) if layer.type_name == "conv"]
     i = args.sample
     drawn = {}
-    t_all = time.perf_counter()
     for key, draw in (
         ("curves", lambda p: plots.plot_curves(history, p)),
         ("confusion", lambda p: plots.plot_confusion(cm, names, p)),
@@ -80,10 +81,15 @@ def main() -> None:
         ("feature_maps", lambda p: plots.plot_feature_maps(
             images[i], layer_outputs(net, images[i]), p)),
     ):
-        t0 = time.perf_counter()
-        drawn[key] = draw(out / f"{key}.png")
-        step(f"draw {key}", t0)
-    times_pictures = time.perf_counter() - t_all
+        spent = []
+        for _ in range(max(args.repeat, 1)):
+            t0 = time.perf_counter()
+            drawn[key] = draw(out / f"{key}.png")
+            spent.append(time.perf_counter() - t0)
+        times[f"draw {key}"] = float(np.median(spent))
+        print(f"{'draw ' + key:<28} {times['draw ' + key]:7.3f} s"
+              + (f"  (median of {len(spent)})" if len(spent) > 1 else ""))
+    times_pictures = sum(v for k, v in times.items() if k.startswith("draw "))
     print(f"{'all pictures':<28} {times_pictures:7.3f} s")
 
     t0 = time.perf_counter()

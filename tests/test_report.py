@@ -4,6 +4,7 @@ draws a page that is not blank; environment_info names the machine and libraries
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import re
@@ -62,20 +63,30 @@ def sample_data(pictures: bool = False) -> ReportData:
 
 
 def add_pictures(data: ReportData, cm: np.ndarray) -> None:
+    for attr, png in pictures(tuple(map(tuple, cm))).items():
+        setattr(data, attr, png)
+    data.feature_maps_caption = "test image #0"
+
+
+@functools.lru_cache(maxsize=1)
+def pictures(cm: tuple[tuple[int, ...], ...]) -> dict[str, bytes]:
+    """Real pictures of sample_data's run, drawn once for all the tests here."""
     pytest.importorskip("matplotlib")
     from cnncli import plots
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8, 28, 28)).astype(np.uint8)
     true, pred = np.arange(8) % 3, (np.arange(8) + (np.arange(8) % 2)) % 3
-    data.curves_png = plots.plot_curves(data.history, None).png
-    data.confusion_png = plots.plot_confusion(cm, ["0", "1", "2"], None).png
-    data.mistakes_png = plots.plot_mistakes(images, true, pred, rng.random(8), "012", None).png
-    data.filters_png = plots.plot_filters([("conv", rng.normal(size=(6, 1, 5, 5)))], None).png
-    data.feature_maps_png = plots.plot_feature_maps(
-        images[0], [("conv", rng.normal(size=(6, 24, 24))), ("out", rng.normal(size=10))],
-        None).png
-    data.feature_maps_caption = "test image #0"
+    history = sample_data().history
+    return {
+        "curves_png": plots.plot_curves(history, None).png,
+        "confusion_png": plots.plot_confusion(np.array(cm), ["0", "1", "2"], None).png,
+        "mistakes_png": plots.plot_mistakes(images, true, pred, rng.random(8), "012", None).png,
+        "filters_png": plots.plot_filters([("conv", rng.normal(size=(6, 1, 5, 5)))], None).png,
+        "feature_maps_png": plots.plot_feature_maps(
+            images[0], [("conv", rng.normal(size=(6, 24, 24))), ("out", rng.normal(size=10))],
+            None).png,
+    }
 
 
 def test_report_is_one_self_contained_page_with_every_section() -> None:
