@@ -81,14 +81,15 @@ def main() -> None:
         ("feature_maps", lambda p: plots.plot_feature_maps(
             images[i], layer_outputs(net, images[i]), p)),
     ):
-        spent = []
+        spent, cpu = [], []
         for _ in range(max(args.repeat, 1)):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             drawn[key] = draw(out / f"{key}.png")
             spent.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         times[f"draw {key}"] = float(np.median(spent))
-        print(f"{'draw ' + key:<28} {times['draw ' + key]:7.3f} s"
-              + (f"  (median of {len(spent)})" if len(spent) > 1 else ""))
+        print(f"{'draw ' + key:<28} {times['draw ' + key]:7.3f} s  (CPU {np.median(cpu):.3f} s"
+              + (f"; medians of {len(spent)})" if len(spent) > 1 else ")"))
     times_pictures = sum(v for k, v in times.items() if k.startswith("draw "))
     print(f"{'all pictures':<28} {times_pictures:7.3f} s")
 
