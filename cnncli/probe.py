@@ -1,10 +1,11 @@
-"""What a network computes for one image, layer by layer (for the feature-map picture).
+"""What a network computes for one image, layer by layer, named (for the feature-map picture).
 
-    maps = layer_outputs(net, image)        # [("layers.0 conv", (6, 28, 28)), ...]
-    plot_feature_maps(image, maps, path)    # draws exactly these arrays
+    maps = layer_outputs(net, image, mean=arrays.mean, std=arrays.std)
+    plot_feature_maps(image, maps, path)    # [("layers.0 conv", (6, 28, 28)), ...] drawn as is
 
-The network runs in inference mode (dropout off), on the same normalised batch that training
-and evaluation build (data.batches.to_batch), so the maps are the network's real activations.
+The image is normalised exactly as training and evaluation batches are (data.batches.to_batch
+with the dataset's mean and std) and carried through Network.activations (inference mode,
+dropout off), so the maps are the network's real activations.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.data.batches import to_batch
+from cnncli.data.batches import MEAN, STD, to_batch
 from cnncli.errors import DataError
 
 
-def layer_outputs(net: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+def layer_outputs(net: Any, image: np.ndarray, mean: float = MEAN, std: float = STD
+                  ) -> list[tuple[str, np.ndarray]]:
     """image: uint8 (H, W) or (C, H, W) -> [(name, output)] for every layer of `net`.
 
     Each output is one layer's activation for this image with the batch axis dropped:
@@ -28,12 +30,9 @@ def layer_outputs(net: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     if img.dtype != np.uint8 or img.ndim not in (2, 3):
         raise DataError(f"layer_outputs: expected a uint8 (H, W) or (C, H, W) image, received "
                         f"{img.dtype} {img.shape}")
-    x = to_batch(img[None])                                  # (1, [C,] H, W) -> (C, H, W, 1)
+    x = to_batch(img[None], mean=mean, std=std)              # (1, [C,] H, W) -> (C, H, W, 1)
     if x.shape[:-1] != tuple(net.input_shape):
         raise DataError(f"layer_outputs: the image is {x.shape[:-1]} (C, H, W), the network "
                         f"takes {tuple(net.input_shape)}")
-    out = []
-    for i, layer in enumerate(net.layers):
-        x = layer.forward(x, False, None)
-        out.append((f"layers.{i} {layer.type_name}", x[..., 0].copy()))  # drop the batch axis
-    return out
+    return [(f"layers.{i} {layer.type_name}", out[..., 0].copy())   # drop the batch axis
+            for i, (layer, out) in enumerate(zip(net.layers, net.activations(x), strict=True))]

@@ -2,9 +2,9 @@
 
     python scripts/make_report.py runs/lenet-20261128-101500 [--data-dir DIR] [--out DIR]
 
-A reference for wiring `cnncli report RUN` (and the end of `cnncli train`) with today's
-library: it loads best.safetensors, runs the test set once, then draws with cnncli.plots and
-lays the page out with cnncli.report. Pictures and report.html go to --out (default: the run
+A reference for wiring `cnncli report RUN` (and the end of `cnncli train`) with the library:
+it loads best.safetensors, runs the test set once, then draws with cnncli.plots and lays the
+page out with cnncli.report. Pictures and report.html go to --out (default: the run
 folder). Prints one line per step with its wall time, and the CPU it ran on.
 """
 
@@ -18,15 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from cnncli import plots
-from cnncli.checkpoint import load_checkpoint
+from cnncli.checkpoint import read_checkpoint
 from cnncli.config import dump_yaml
 from cnncli.data.batches import to_batch
-from cnncli.data.mnist import load_mnist
+from cnncli.data.source import FetchingSource
+from cnncli.layers.losses import build_loss
 from cnncli.metrics import confusion_matrix, per_class
-from cnncli.network import build_network, format_summary
+from cnncli.network import format_summary
 from cnncli.probe import layer_outputs
 from cnncli.report import ReportData, environment_info, render_report
 from cnncli.runs_table import read_run
+from cnncli.training.evaluate import config_of, model_of
 
 
 def main() -> None:
@@ -47,26 +49,24 @@ def main() -> None:
         print(f"{name:<28} {times[name]:7.3f} s")
 
     t0 = time.perf_counter()
-    ckpt, cfg = load_checkpoint(args.run / "best.safetensors")
-    model = cfg.run.model
-    net = build_network(model.input_shape, model.layers)
-    params = net.named_parameters()
-    for key, arr in ckpt.weights.items():
-        params[key][...] = arr
-    data = load_mnist(args.data_dir, download=False)
-    images, labels = data.test_images, data.test_labels.astype(np.int64)
+    ckpt = read_checkpoint(args.run / "best.safetensors")
+    cfg = config_of(ckpt)
+    net = model_of(ckpt, cfg)
+    arrays = FetchingSource(data_dir=args.data_dir).load(cfg.run.data)
+    images, labels = arrays.test_images, arrays.test_labels.astype(np.int64)
     step("load checkpoint + test set", t0)
 
     t0 = time.perf_counter()
-    outputs = np.concatenate([net.forward(to_batch(images[i:i + 1000]))
+    loss = build_loss(cfg.run.loss)
+    outputs = np.concatenate([net.forward(to_batch(images[i:i + 1000], mean=arrays.mean,
+                                                   std=arrays.std))
                               for i in range(0, len(images), 1000)], axis=1)   # (K, N)
-    shifted = np.exp(outputs - outputs.max(axis=0))
-    probs = (shifted / shifted.sum(axis=0)).T                                  # (N, K)
+    probs = loss.probabilities(outputs).T                                      # (N, K)
     pred = probs.argmax(axis=1)
     cm = confusion_matrix(labels, pred, probs.shape[1])
     step("test set forward", t0)
 
-    names = [str(k) for k in range(probs.shape[1])]
+    names = list(arrays.classes)
     history = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()
                if line.strip()]
     convs = [(f"layers.{i} {layer.type_name}", layer.params["weight"])
@@ -79,7 +79,7 @@ def main() -> None:
         ("mistakes", lambda p: plots.plot_mistakes(images, labels, pred, probs, names, p)),
         ("filters", lambda p: plots.plot_filters(convs, p)),
         ("feature_maps", lambda p: plots.plot_feature_maps(
-            images[i], layer_outputs(net, images[i]), p)),
+            images[i], layer_outputs(net, images[i], arrays.mean, arrays.std), p)),
     ):
         spent, cpu = [], []
         for _ in range(max(args.repeat, 1)):
@@ -103,9 +103,10 @@ def main() -> None:
         run_dir=str(args.run),
         summary={k: v for k, v in summary.items() if k != "test"},
         provenance={"checkpoint": f"{args.run / 'best.safetensors'} (epoch {ckpt.epoch})",
-                    "test set": f"MNIST t10k, {len(images):,} images"},
-        config_yaml=dump_yaml(cfg.run.model_dump(mode="json")),
-        model_table=format_summary(net),
+                    "data": arrays.identity.get("dataset", "?"),
+                    **arrays.identity.get("files", {})},
+        config_yaml=dump_yaml(cfg.resolved()),
+        model_table=format_summary(cfg.run.model.input_shape, cfg.run.model.layers),
         history=history,
         test_metrics={"accuracy": float((pred == labels).mean()), "loss": test.get("loss"),
                       "images": len(images), "weights": test.get("checkpoint")},

@@ -13,7 +13,7 @@ import pytest
 
 from cnncli.data.batches import to_batch
 from cnncli.errors import DataError
-from cnncli.network import build_network
+from cnncli.network import build_model
 from cnncli.probe import layer_outputs
 
 pytest.importorskip("matplotlib")
@@ -138,7 +138,7 @@ SMALL = [{"type": "conv", "filters": 3, "kernel": 3}, {"type": "relu"},
 
 
 def test_feature_maps_are_the_networks_activations(tmp_path: Path) -> None:
-    net = build_network((1, 12, 12), SMALL, rng=np.random.default_rng(3))
+    net = build_model((1, 12, 12), SMALL, rng=np.random.default_rng(3))
     image = np.random.default_rng(4).integers(0, 256, (12, 12)).astype(np.uint8)
     maps = layer_outputs(net, image)
     assert [name for name, _ in maps] == [
@@ -166,7 +166,7 @@ def test_feature_maps_refuse_odd_shapes() -> None:
     with pytest.raises(DataError, match=r"expected \(C, H, W\) or \(D,\)"):
         plots.plot_feature_maps(np.zeros((4, 4), np.uint8), [("x", np.zeros((2, 2)))], None)
     with pytest.raises(DataError, match="the image is"):
-        layer_outputs(build_network((1, 12, 12), SMALL), np.zeros((10, 10), np.uint8))
+        layer_outputs(build_model((1, 12, 12), SMALL), np.zeros((10, 10), np.uint8))
 
 
 def test_importing_the_new_modules_loads_neither_matplotlib_nor_pillow() -> None:
