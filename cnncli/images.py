@@ -82,8 +82,16 @@ def read_image_inputs(paths: Iterable[str | os.PathLike[str]], *, max_pixels: in
     for path in paths:
         label = os.fspath(path)
         p = Path(path)
-        if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.is_file() and _looks_like_input(f.name))
+        if not label:  # Path("") is the current folder: never read it by accident
+            out.append(ImageInput(label, None, "'': an empty path names no image"))
+        elif p.is_dir():
+            try:
+                files = sorted(f for f in p.iterdir() if f.is_file()
+                               and _looks_like_input(f.name))
+            except OSError as exc:
+                out.append(ImageInput(label, None, f"{label}: folder cannot be read "
+                                                   f"({exc.strerror or exc})"))
+                continue
             if not files:
                 out.append(ImageInput(label, None, f"{label}: folder holds no image files "
                                                    f"({KNOWN})"))

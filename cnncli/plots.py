@@ -196,33 +196,37 @@ def plot_filters(layers: Sequence[tuple[str, np.ndarray]], path: str | os.PathLi
     """Learned conv kernels, one mosaic per layer with a colour bar: weight (F, C, KH, KW).
 
     A single-channel layer (conv1) shows its F kernels as small images side by side (8 to a
-    row); a deeper one a grid with one column per filter and one row per input channel.
+    row); a deeper one a grid of filters x input channels (the longer side across).
     Colours: a diverging map with one symmetric scale per layer (-m..m, m = max |w|), so
     kernels of one layer compare directly and white means 0. Two panels per layer.
     arrays: each layer's weight under its name (as given), and '<name> scale' (m)."""
     if not layers:
         raise DataError("no conv layers to draw")
-    mosaics, arrays = [], {}
+    mosaics, titles, arrays = [], [], {}
     for name, weight in layers:
         w = np.asarray(weight)
         if w.ndim != 4:
             raise DataError(f"filters {name!r}: expected (F, C, KH, KW), received shape "
                             f"{w.shape}")
         f, c, kh, kw = w.shape
-        tiles = _grid(w[:, 0], 8) if c == 1 else w.transpose(1, 0, 2, 3)  # (rows, cols, KH, KW)
+        # (rows, cols, KH, KW), laid out wide: the longer of filters / channels runs across
+        tiles = _grid(w[:, 0], 8) if c == 1 else w.transpose(1, 0, 2, 3) if c <= f else w
         scale = float(np.abs(w).max()) or 1.0
-        mosaics.append((name, _mosaic(tiles), scale,
-                        f"{f} filters {kh}x{kw}" + (f" x {c} input channels" if c > 1 else "")))
+        mosaics.append((name, _mosaic(tiles), scale, "map"))
+        titles.append(f"{name}: {f} filters {kh}x{kw}"
+                      + (f" x {c} input channels" if c > 1 else ""))
         arrays[name] = weight
         arrays[f"{name} scale"] = np.array(scale)
     fig, grid = _stacked(mosaics, left=0.75, bottom=0.6)  # room for the tick labels
-    for (name, mosaic, scale, what), spec in zip(mosaics, grid, strict=True):
+    for (name, mosaic, scale, _), title, spec in zip(mosaics, titles, grid, strict=True):
         ax = fig.add_subplot(spec[0])
         image = ax.imshow(mosaic, cmap=_cmap(DIVERGING), vmin=-scale, vmax=scale,
                           interpolation="nearest")
-        ax.set_title(f"{name}: {what}", fontsize=10, loc="left")
-        f, c = np.asarray(arrays[name]).shape[:2]
-        _tile_ticks(ax, mosaic, np.asarray(arrays[name]).shape[2:], c > 1)
+        ax.set_title(title, fontsize=10, loc="left")
+        f, c = np.shape(arrays[name])[:2]
+        axes_names = None if c == 1 else ("filter", "input channel") if c <= f else \
+            ("input channel", "filter")
+        _tile_ticks(ax, mosaic, np.shape(arrays[name])[2:], axes_names)
         fig.colorbar(image, cax=fig.add_subplot(spec[1]), label="weight")
     return _finish(fig, path, arrays)
 
@@ -355,19 +359,26 @@ def _mosaic(tiles: np.ndarray) -> np.ndarray:
     return padded.transpose(0, 2, 1, 3).reshape(r * (h + 1), c * (w + 1))[:-1, :-1]
 
 
-def _tile_ticks(ax: Any, mosaic: np.ndarray, hw: tuple[int, ...], grid: bool) -> None:
-    """Number the tiles: filters along x (and input channels along y for a grid)."""
+def _tile_ticks(ax: Any, mosaic: np.ndarray, hw: tuple[int, ...],
+                axes_names: tuple[str, str] | None) -> None:
+    """Number the tiles along x, and along y for a grid (axes_names: (x label, y label));
+    a single row of single-channel kernels (axes_names None) is numbered along x only."""
+    grid = axes_names is not None
     h, w = int(hw[0]), int(hw[1])
     cols = (mosaic.shape[1] + 1) // (w + 1)
+    rows = (mosaic.shape[0] + 1) // (h + 1)
+    ax.tick_params(length=0)
+    if not grid and rows > 1:  # single-channel kernels wrapped over rows: no column numbers
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     ax.set_xticks([(w + 1) * i + (w - 1) / 2 for i in range(cols)], range(cols), fontsize=7)
     if grid:
-        rows = (mosaic.shape[0] + 1) // (h + 1)
         ax.set_yticks([(h + 1) * i + (h - 1) / 2 for i in range(rows)], range(rows),
                       fontsize=7)
-        ax.set(xlabel="filter", ylabel="input channel")
+        ax.set(xlabel=axes_names[0], ylabel=axes_names[1])
     else:
         ax.set_yticks([])
-    ax.tick_params(length=0)
 
 
 def _stacked(rows: Sequence[tuple[str, np.ndarray, float, str]], left: float = 0.6,

@@ -238,6 +238,7 @@ figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 6px; text-align: center; }
 table { border-collapse: collapse; font-size: 14px; margin: 4px 0; }
 th, td { padding: 4px 12px; border-bottom: 1px solid var(--line); text-align: left;
+         overflow-wrap: anywhere;
          vertical-align: top; }
 th { background: #f7f8fa; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }

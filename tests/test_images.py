@@ -339,6 +339,7 @@ def test_every_bad_input_is_one_line_and_the_good_ones_still_load(tmp_path: Path
     names = ["good.png", *cases, "good.png"]
     got = read_image_inputs([tmp_path / n for n in names])
     assert len(got) == len(names)
+    assert read_image_inputs([""]) == [("", None, "'': an empty path names no image")]
     for name, item in zip(names, got, strict=True):
         if name == "good.png":
             assert item.error is None
