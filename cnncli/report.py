@@ -20,6 +20,7 @@ import html
 import io
 import os
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -244,6 +245,8 @@ th { background: #f7f8fa; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: 600; border-top: 2px solid var(--line); }
 td.key { color: var(--muted); white-space: nowrap; }
+code.hash { font: 11.5px/1.4 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
+            color: var(--muted); }
 details { margin-top: 14px; }
 summary { cursor: pointer; color: var(--accent); }
 .missing { color: var(--muted); font-style: italic; }
@@ -324,9 +327,17 @@ def _table(rows: Sequence[tuple[str, object]], missing: str) -> str:
     """(key, value) rows as a two-column table; known keys get readable labels."""
     if not rows:
         return _missing(missing)
-    body = "".join(f'<tr><td class="key">{_e(LABELS.get(k, k))}</td><td>{_e(_fmt(k, v))}</td>'
+    body = "".join(f'<tr><td class="key">{_e(LABELS.get(k, k))}</td><td>{_value(k, v)}</td>'
                    "</tr>" for k, v in rows)
     return f"<table>{body}</table>"
+
+
+def _value(key: str, value: object) -> str:
+    """A table cell's HTML: the formatted value, escaped; hashes in a small monospace font."""
+    text = _fmt(key, value)
+    if re.fullmatch(r"[0-9a-f]{32,}", text):
+        return f'<code class="hash">{_e(text)}</code>'
+    return _e(text)
 
 
 #: readable labels for summary.json's keys
