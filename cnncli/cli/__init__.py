@@ -57,4 +57,11 @@ def main() -> None:
 
 
 # the commands register themselves on `cli` when imported (each imports only click here)
-from cnncli.cli import config_cmd, data_cmd, engine_cmd, eval_cmd, train_cmd  # noqa: E402,F401
+from cnncli.cli import (  # noqa: E402,F401
+    config_cmd,
+    data_cmd,
+    engine_cmd,
+    eval_cmd,
+    look_cmd,
+    train_cmd,
+)

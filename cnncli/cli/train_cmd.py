@@ -104,12 +104,14 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
                  "repeatable.")
 @data_dir_option
 @mirror_option
+@click.option("--no-report", is_flag=True,
+              help="Do not write report.html at the end (it takes a few seconds).")
 @quiet_option("No model table, progress bars or epoch lines; only the result.")
 @click.pass_context
 def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: str | None,
           epochs: int | None, batch_size: int | None, lr: float | None, seed: int | None,
           limit: int | None, overrides: tuple[str, ...], data_dir: str | None,
-          mirrors: tuple[str, ...], quiet: bool) -> None:
+          mirrors: tuple[str, ...], no_report: bool, quiet: bool) -> None:
     """Train a network and write a run folder (config, metrics, checkpoints, summary).
 
     CONFIG is a YAML file or a preset (cnncli config list). Ctrl-C stops after the current
@@ -137,7 +139,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
     last = plan.run_dir / "last.safetensors"
     try:
         summary = run_training(plan, fetching_source(data_dir, mirrors, quiet), progress,
-                               handle_ctrl_c=True)
+                               handle_ctrl_c=True, report=not no_report)
     except TrainingInterrupted as exc:
         progress.close()
         if exc.checkpoint is None:
@@ -165,3 +167,5 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
                f"{percent(summary['best_val_acc'])})")
     click.echo(f"{plural(summary['epochs'], 'epoch')} in {summary['train_seconds']:.0f}s; "
                f"run folder {plan.run_dir}")
+    if "report" in summary:
+        click.echo(f"report: {summary['report']}")

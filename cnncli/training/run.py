@@ -88,8 +88,8 @@ def check_image_size(arrays: DatasetArrays, input_shape: Sequence[int], where: s
 
 
 def run_training(plan: TrainPlan, source: DataSource, callbacks: Callbacks | None = None,
-                 stop: StopFlag | None = None, *, handle_ctrl_c: bool = False
-                 ) -> dict[str, Any]:
+                 stop: StopFlag | None = None, *, handle_ctrl_c: bool = False,
+                 report: bool = False) -> dict[str, Any]:
     """Load the data, build the model once, train in the planned folder -> the summary.
 
     `stop` asks the loop to stop after the current step (it checkpoints, then raises
@@ -97,16 +97,19 @@ def run_training(plan: TrainPlan, source: DataSource, callbacks: Callbacks | Non
     sets such a request (callbacks.on_stop_requested hears of it) and a second one raises
     KeyboardInterrupt at once; a Ctrl-C while the data loads is a plain KeyboardInterrupt.
     A folder made for this run is removed again if the run ends before writing anything.
+    With `report`, the run's report.html is written at the end (from the trained network and
+    the test evaluation already made: nothing is rebuilt or scored twice); its path is the
+    summary's "report" entry.
     """
     try:
-        return _run(plan, source, callbacks or Callbacks(), stop, handle_ctrl_c)
+        return _run(plan, source, callbacks or Callbacks(), stop, handle_ctrl_c, report)
     finally:
         if plan.created:
             remove_if_empty(plan.run_dir)
 
 
 def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | None,
-         handle_ctrl_c: bool) -> dict[str, Any]:
+         handle_ctrl_c: bool, report: bool) -> dict[str, Any]:
     run = plan.config.run
     ckpt = plan.resume
     expected = DataIdentity.from_dict(ckpt.data) if ckpt is not None else None
@@ -141,8 +144,14 @@ def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | No
                           ckpt.epoch + 1 if ckpt else None, ckpt.source if ckpt else None,
                           trainer.steps_per_epoch, net))
     if not handle_ctrl_c:
-        return trainer.fit(cb, stop)
-    with deferred_interrupt(cb.on_stop_requested) as flag:
-        if stop is not None:
-            flag.requested = stop.requested
-        return trainer.fit(cb, flag)
+        summary = trainer.fit(cb, stop)
+    else:
+        with deferred_interrupt(cb.on_stop_requested) as flag:
+            if stop is not None:
+                flag.requested = stop.requested
+            summary = trainer.fit(cb, flag)
+    if report and trainer.test_evaluation is not None and data.test is not None:
+        from cnncli.visualize import report_after_training
+
+        summary = {**summary, "report": str(report_after_training(trainer, data.test.images))}
+    return summary

@@ -28,7 +28,7 @@ from cnncli.layers.losses import build_loss
 from cnncli.network import Network
 from cnncli.optim import build_optimizer, build_schedule
 from cnncli.training.callbacks import Callbacks
-from cnncli.training.evaluate import evaluate
+from cnncli.training.evaluate import Evaluation, evaluate
 from cnncli.training.folder import (
     BEST,
     CONFIG,
@@ -71,6 +71,8 @@ class Trainer:
         self.progress: dict[str, Any] | None = None
         self.permutation: np.ndarray | None = None
         self.stop_reason = "completed"
+        #: the test set scored with the best weights, once finish() ran
+        self.test_evaluation: Evaluation | None = None
 
     def checkpoint(self) -> Checkpoint:
         """The current state, ready to save."""
@@ -209,6 +211,7 @@ class Trainer:
                                      source=str(self.run_dir / weights_file))
             ev = evaluate(self.net, self.loss, self.data.test, self.cfg.run.train.eval_batch_size,
                           self.mean, self.std)
+            self.test_evaluation = ev
             test = {"checkpoint": weights_file, "images": len(self.data.test),
                     "accuracy": ev.accuracy, "loss": ev.loss}
         best_row = self.history[best - 1] if best is not None else {}
