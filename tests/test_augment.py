@@ -195,3 +195,5 @@ def test_augment_refuses_images_that_are_not_a_uint8_batch(rng: np.random.Genera
         augment_batch(np.zeros((2, 28, 28), np.float32), AugmentSpec(), rng)
     with pytest.raises(DataError, match=r"received uint8 \(28, 28\)"):
         augment_batch(np.zeros((28, 28), np.uint8), AugmentSpec(), rng)
+    with pytest.raises(DataError, match=r"at most 4000x4000 pixels, received \(1, 3, 4001\)"):
+        augment_batch(np.zeros((1, 3, 4001), np.uint8), AugmentSpec(), rng)
