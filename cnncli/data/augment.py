@@ -28,7 +28,7 @@ distort), composed into the same single sampling pass: one interpolation, not tw
 
 Vectorised over the batch: the coordinates of all B H W output pixels are computed at once
 and the 4 bilinear taps are 4 gathers from one zero-padded flat copy of the batch. The
-Gaussian smoothing is separable, done as two batched matrix products with an (H, H) and a
+Gaussian smoothing is separable, done as two stacked matrix products with an (H, H) and a
 (W, W) banded matrix (the 1-D convolutions as matrices).
 
 Randomness comes only from the generator passed in, drawn in a fixed order (translation,
@@ -220,17 +220,17 @@ def elastic_field(
     """Random smooth displacements (2, B, H, W) float32 as (dy, dx), in pixels, |d| <= alpha.
 
     U(-1, 1) per pixel and axis, smoothed by a Gaussian of `sigma` pixels (zero outside the
-    image), times alpha. The noise is drawn as (H, 2, B, W), so that both 1-D smoothings are
-    single matrix products (H, H) @ (H, 2 B W) and (H 2 B, W) @ (W, W); the result is a
-    transposed view of that array.
+    image), times alpha: G_H @ noise @ G_W^T for each of the 2 B planes. The products are
+    stacked matmuls of small matrices, which BLAS runs on one thread each: one large product
+    (H, H) @ (H, 2 B W) was as fast alone but many times slower with a multithreaded BLAS on
+    a busy machine.
     """
     b, h, w = shape
-    noise = rng.random((h, 2 * b * w), dtype=np.float32)
+    noise = rng.random((2, b, h, w), dtype=np.float32)
     noise -= np.float32(0.5)  # U(-1/2, 1/2); the factor 2 goes into the smoothing matrix
     gh = gaussian_matrix(h, sigma) * np.float32(2.0 * alpha)
-    field = gh @ noise  # smooth along H: (H, H) @ (H, 2 B W)
-    field = field.reshape(h * 2 * b, w) @ gaussian_matrix(w, sigma).T  # along W
-    return field.reshape(h, 2, b, w).transpose(1, 2, 0, 3)  # (2, B, H, W)
+    field = np.matmul(gh, noise)  # smooth along H: (H, H) @ (2, B, H, W)
+    return np.matmul(field, gaussian_matrix(w, sigma).T)  # along W: (2, B, H, W) @ (W, W)
 
 
 @lru_cache(maxsize=16)
