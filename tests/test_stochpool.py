@@ -52,6 +52,18 @@ def test_worked_example_eval_output_is_3_and_gradient_is_hand_derived() -> None:
     np.testing.assert_allclose(dx[0, :, :, 0], [[-0.1, 0.1], [0.3, 0.5]], rtol=1e-14)
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-36])
+def test_eval_output_scales_with_tiny_windows_and_its_gradient_does_not(scale: float) -> None:
+    # S2 / S1 is homogeneous of degree 1, so its gradient is the same at every scale; in
+    # float32 the squares (1e-60, 1e-72) underflow, the probabilities do not; 2 / S1 (2e35)
+    # times a dout of 1000 would overflow if formed first.
+    x = images(WORKED, dtype=np.float32) * np.float32(scale)
+    out, cache = stochpool2d_forward_eval(x, (2, 2), (2, 2))
+    np.testing.assert_allclose(out[0, 0, 0, 0], 3.0 * scale, rtol=1e-6)
+    dx = stochpool2d_backward_eval(images([[1000.0]], dtype=np.float32), cache)
+    np.testing.assert_allclose(dx[0, :, :, 0], [[-100, 100], [300, 500]], rtol=1e-5)
+
+
 def test_eval_output_of_hand_worked_windows() -> None:
     x = images([[1, 2, 0, 0, 2, 2],
                 [3, 4, 0, 5, 2, 2],
@@ -118,10 +130,11 @@ def test_mean_training_output_is_the_eval_output() -> None:
 
 
 @pytest.mark.parametrize(("shape", "size", "stride"), GEOMETRIES)
-def test_train_forward_picks_first_tap_whose_running_sum_exceeds_u_times_sum(
+def test_train_forward_picks_first_tap_whose_running_sum_reaches_the_threshold(
     shape: tuple[int, ...], size: tuple[int, int], stride: tuple[int, int]
 ) -> None:
-    # The documented contract: one rng.random(out.shape) call, u per window, inverse CDF.
+    # The documented contract: one rng.random(out.shape) call, u per window, and the sample
+    # is the first tap whose running sum reaches S1 - u S1.
     data = np.random.default_rng(5)
     x = np.maximum(data.standard_normal(shape), 0.0)  # relu output: zeros and all-zero windows
     x[:, : size[0], : size[1], 0] = 0.0  # at least one all-zero window per channel
@@ -132,7 +145,7 @@ def test_train_forward_picks_first_tap_whose_running_sum_exceeds_u_times_sum(
         if a.sum() == 0:
             assert cache.index[idx] == n_taps and out[idx] == 0.0
             continue
-        k = int(np.argmax(np.cumsum(a) > u[idx] * a.sum()))
+        k = int(np.argmax(np.cumsum(a) >= a.sum() - u[idx] * a.sum()))
         assert cache.index[idx] == k and out[idx] == a[k] > 0
 
 

@@ -19,6 +19,7 @@ here means the network is wired wrong, and clipping would hide it as a silent ex
 Randomness: training forward makes exactly one call, rng.random(out.shape, dtype), with dtype
 float32 for float32 inputs and float64 otherwise, so a generator in a given state always
 gives the same samples and is left in the same state (resume stays bit-identical).
+Evaluation draws nothing.
 
 Every pass works on whole-batch strided views, one per window tap, as in pool.py: tap t of
 every window is x[:, rows, cols, :], a (C, OH, OW, N) view.
@@ -49,7 +50,7 @@ class StochPoolEvalCache(NamedTuple):
     size: tuple[int, int]
     stride: tuple[int, int]
     out: np.ndarray  # (C, OH, OW, N) S2 / S1, 0 for an all-zero window
-    s1: np.ndarray  # (C, OH, OW, N) S1 = sum of the window
+    inv_s1: np.ndarray  # (C, OH, OW, N) 1 / S1, 0 for an all-zero window
 
 
 def _check_non_negative(x: np.ndarray) -> None:
@@ -64,14 +65,15 @@ def stochpool2d_forward_train(
     """x: (C, H, W, N) >= 0 -> out: (C, OH, OW, N), one tap sampled per window with p = a / S1.
 
     Inverse-CDF sampling, vectorised over all windows: with the running sums
-    c_t = a_0 + ... + a_t (so c_{T-1} = S1) and one uniform u in [0, 1) per window, the sample
-    is the first tap with c_t > u S1. Tap t wins for u in [c_{t-1} / S1, c_t / S1), an interval
-    of length a_t / S1; a zero tap has an empty interval and is never picked.
+    c_t = a_0 + ... + a_t (so c_{T-1} = S1), one u in [0, 1) per window from rng.random and
+    the threshold h = S1 - u S1, the sample k is the first tap with c_t >= h, i.e. the number
+    of taps with c_t < h. Tap t wins for (1 - u) in (c_{t-1} / S1, c_t / S1], an interval of
+    length a_t / S1; a zero tap has an empty interval and is never picked.
 
-    The threshold is u * S1' with S1' the float just below S1: u < 1 and rounding is monotone,
-    so u * S1' rounds to at most S1' < S1 and some tap always wins. (u * S1 itself can round
-    up to S1 when S1 is subnormal, and then no tap would win.) An all-zero window has
-    threshold 0 and no c_t > 0: it outputs 0 and gets index T.
+    h is at most S1 (u S1 >= 0), so some tap always wins. It is then raised to at least the
+    smallest subnormal number s: S1 - u S1 is 0 when u S1 rounds up to S1, which happens
+    for subnormal S1, and a threshold of 0 would pick a leading zero tap. An all-zero window
+    has every c_t = 0 < s: it outputs 0 and gets index T.
 
     Raises ValueError if x has a negative entry.
     """
@@ -82,19 +84,20 @@ def stochpool2d_forward_train(
     for v in taps[1:]:
         cums.append(cums[-1] + v)
     s1 = cums[-1]
-    udtype = np.float32 if x.dtype == np.float32 else np.float64
-    threshold = rng.random(s1.shape, dtype=udtype)
-    threshold *= np.nextafter(s1, np.zeros(s1.shape[-1:], dtype=s1.dtype))  # u * S1'
-    out = np.zeros(s1.shape, dtype=x.dtype)
-    index = np.full(s1.shape, n_taps, dtype=np.int8 if n_taps < 128 else np.int32)
-    above = np.empty(s1.shape, dtype=bool)
-    # c_t > threshold holds from the sampled tap k on (the c_t never decrease), so
-    # k = T - #{t : c_t > threshold}, and writing a_t where c_t > threshold from the last tap
-    # down to the first leaves a_k, the last write.
-    for t in range(n_taps - 1, -1, -1):
-        np.greater(cums[t], threshold, out=above)
-        np.copyto(out, taps[t], where=above)
-        index -= above
+    threshold = rng.random(s1.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+    threshold *= s1
+    np.subtract(s1, threshold, out=threshold)  # h = S1 - u S1
+    # ufuncs against a broadcast row are vectorised, against a scalar not
+    smallest = np.full(s1.shape[-1:], np.finfo(x.dtype).smallest_subnormal, threshold.dtype)
+    np.maximum(threshold, smallest, out=threshold)
+    index = np.zeros(s1.shape, dtype=np.int8 if n_taps < 128 else np.int32)
+    below = np.empty(s1.shape, dtype=bool)
+    for c in cums:
+        np.less(c, threshold, out=below)
+        index += below  # bool counts as 0/1
+    out = taps[0] * (index == 0)
+    for t in range(1, n_taps):
+        out += taps[t] * (index == t)  # index T (all-zero window) matches no tap: 0
     return out, StochPoolTrainCache(x.shape, size, stride, index)
 
 
@@ -124,23 +127,29 @@ def stochpool2d_forward_eval(
 ) -> tuple[np.ndarray, StochPoolEvalCache]:
     """x: (C, H, W, N) >= 0 -> out: (C, OH, OW, N), the weighted average S2 / S1 of each window.
 
-    sum_i p_i a_i = sum_i a_i^2 / S1 = S2 / S1, and 0 for an all-zero window (S1 = 0).
-    Worked example: [[1, 2], [3, 4]] has S1 = 10, S2 = 30 and gives 3.0.
+    Worked example: [[1, 2], [3, 4]] has S1 = 10, S2 = 30 and gives 3.0. Computed as
+    sum_i a_i (a_i / S1) = sum_i p_i a_i rather than S2 / S1: a_i^2 underflows for activations
+    below 1e-19 in float32, the probabilities a_i / S1 in [0, 1] do not.
+
+    A window with S1 below the smallest normal number (all zero, or within 1.2e-38 of it in
+    float32) counts as all-zero: out 0, gradient 0. 1 / S1 is set to 0 there (dividing by
+    1 + S1 instead), which keeps every pass a plain vectorised one.
 
     Raises ValueError if x has a negative entry.
     """
     _check_non_negative(x)
-    s1 = s2 = None
-    for _, (rows, cols) in _taps(x.shape, size, stride):
-        v = x[:, rows, cols, :]
-        if s1 is None:
-            s1, s2 = v.copy(), v * v
-        else:
-            s1 += v
-            s2 += v * v
+    taps = [x[:, rows, cols, :] for _, (rows, cols) in _taps(x.shape, size, stride)]
+    s1 = taps[0].copy()
+    for v in taps[1:]:
+        s1 += v
+    flat = s1 < np.finfo(x.dtype).tiny  # all-zero window
+    inv_s1 = ~flat / (s1 + flat)  # 1 / S1, 0 for an all-zero window; at most 1 / tiny, finite
     out = np.zeros(s1.shape, dtype=x.dtype)
-    np.divide(s2, s1, out=out, where=s1 > 0)
-    return out, StochPoolEvalCache(x, size, stride, out, s1)
+    for v in taps:
+        p = v * inv_s1
+        p *= v
+        out += p
+    return out, StochPoolEvalCache(x, size, stride, out, inv_s1)
 
 
 def stochpool2d_backward_eval(dout: np.ndarray, cache: StochPoolEvalCache) -> np.ndarray:
@@ -150,32 +159,30 @@ def stochpool2d_backward_eval(dout: np.ndarray, cache: StochPoolEvalCache) -> np
 
         d/da_j [S2 / S1] = (2 a_j S1 - S2) / S1^2 = (2 a_j - out) / S1,  out = S2 / S1
 
-    so dx_j = r (2 a_j - out) with r = dout / S1, per tap two operations on whole views.
-    Overlapping windows add their contributions.
+    computed per tap as (a_j (2 / S1) - out / S1) dout: the bracket lies in [-1, 2] (as
+    0 <= out <= max a_i <= S1), so nothing overflows however small S1 is. Overlapping
+    windows add their contributions.
 
-    An all-zero window gets gradient 0. S2 / S1 is continuous there (0 <= S2/S1 <= max a_i)
-    but not differentiable: along a direction d >= 0 it grows like S2(d) / S1(d) (slope 1
-    along a single tap), which is not linear in d. 0 is the convention, as relu takes one
-    side at 0, and it matches training, where an all-zero window routes nothing.
+    An all-zero window gets gradient 0 (2 / S1 and out / S1 are set to 0 there). S2 / S1 is
+    continuous at 0 (0 <= S2/S1 <= max a_i) but not differentiable: along a direction d >= 0
+    it grows like S2(d) / S1(d), slope 1 along a single tap, which is not linear in d. 0 is
+    the convention, as relu takes one side at 0, and it matches training, where an all-zero
+    window routes nothing.
     """
     if not isinstance(cache, StochPoolEvalCache):
         raise ValueError("stochpool2d_backward_eval needs a cache from stochpool2d_forward_eval")
-    x, size, stride, out, s1 = cache
+    x, size, stride, out, inv_s1 = cache
     disjoint = _disjoint(size, stride)
     covered = _covers(x.shape, size, stride)
     dx = np.empty(x.shape, dtype=dout.dtype) if covered else np.zeros(x.shape, dtype=dout.dtype)
-    r2 = np.zeros(dout.shape, dtype=dout.dtype)  # dout / S1, 0 for an all-zero window
-    np.divide(dout, s1, out=r2, where=s1 > 0)
-    q = r2 * out  # dout out / S1
-    r2 += r2  # 2 dout / S1
+    q = out * inv_s1  # out / S1
+    two_inv = inv_s1 + inv_s1  # 2 / S1
     for _, (rows, cols) in _taps(x.shape, size, stride):
         v = x[:, rows, cols, :]
-        if disjoint:
-            g = dx[:, rows, cols, :]
-            np.multiply(v, r2, out=g)
-            g -= q
-        else:
-            g = v * r2
-            g -= q
+        g = dx[:, rows, cols, :] if disjoint else np.empty(dout.shape, dtype=dout.dtype)
+        np.multiply(v, two_inv, out=g)
+        g -= q
+        g *= dout
+        if not disjoint:
             dx[:, rows, cols, :] += g
     return dx
