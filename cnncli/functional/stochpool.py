@@ -177,12 +177,13 @@ def stochpool2d_backward_eval(dout: np.ndarray, cache: StochPoolEvalCache) -> np
     dx = np.empty(x.shape, dtype=dout.dtype) if covered else np.zeros(x.shape, dtype=dout.dtype)
     q = out * inv_s1  # out / S1
     two_inv = inv_s1 + inv_s1  # 2 / S1
+    g = np.empty(dout.shape, dtype=dout.dtype)  # contiguous: one strided pass per tap, not 3
     for _, (rows, cols) in _taps(x.shape, size, stride):
-        v = x[:, rows, cols, :]
-        g = dx[:, rows, cols, :] if disjoint else np.empty(dout.shape, dtype=dout.dtype)
-        np.multiply(v, two_inv, out=g)
+        np.multiply(x[:, rows, cols, :], two_inv, out=g)
         g -= q
-        g *= dout
-        if not disjoint:
+        if disjoint:
+            np.multiply(g, dout, out=dx[:, rows, cols, :])
+        else:
+            g *= dout
             dx[:, rows, cols, :] += g
     return dx
