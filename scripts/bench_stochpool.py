@@ -5,7 +5,7 @@
 
 The input is relu(standard normal) of shape (C, H, W, N) = (6, 28, 28, 64) in float32, as
 after LeNet's first conv + relu (about 1/16 of its 2x2 windows are all zero).
-Each repeat times every variant once, one after the other, so all share the machine's noise;
+Each repeat times every variant once, in a shuffled order, so all share the machine's noise;
 the table shows the median over the repeats and the ratio to max pooling of the same median.
 Times are the CPU time of this thread (time.thread_time): on a machine shared by more
 runnable processes than cores, wall time also counts the slices spent waiting, and a pass
@@ -91,8 +91,11 @@ def main() -> None:
     wall: dict[str, list[float]] = {name: [] for name in variants}
     for fn in variants.values():  # warm-up
         fn()
+    names = list(variants)
+    order = np.random.default_rng(3)
     for _ in range(args.repeats):
-        for name, fn in variants.items():
+        for i in order.permutation(len(names)):  # a fresh order each repeat: no fixed neighbour
+            name, fn = names[i], variants[names[i]]
             start_wall, start_cpu = time.perf_counter(), time.thread_time()
             fn()
             cpu[name].append(time.thread_time() - start_cpu)
