@@ -72,8 +72,10 @@ def infer_shapes(input_shape: Sequence[int], specs: Sequence[LayerSpec | Mapping
     """
     shape: Shape = tuple(int(v) for v in input_shape)
     shapes, params = [], 0
-    for i, spec in enumerate(as_specs(specs)):
+    specs = as_specs(specs)
+    for i, spec in enumerate(specs):
         try:
+            spec.check_inputs(specs[:i], _sign_of)
             params += spec.param_count(shape)
             shape = spec.output_shape(shape)
         except ConfigError as exc:
@@ -85,6 +87,10 @@ def infer_shapes(input_shape: Sequence[int], specs: Sequence[LayerSpec | Mapping
                               loc=("layers", i), kind=spec.type)
         shapes.append(shape)
     return shapes
+
+
+def _sign_of(spec: LayerSpec) -> str:
+    return LAYERS.get(spec.type).output_sign
 
 
 class Network:

@@ -111,7 +111,7 @@ def test_unknown_layer_type_lists_known_ones() -> None:
     with pytest.raises(ConfigError) as err:
         build_model((1, 28, 28), [{"type": "convv", "filters": 3}])
     msg = str(err.value)
-    assert msg.startswith("layers[0].type: unknown layer type 'convv' (known: avgpool, conv,")
+    assert msg.startswith("layers[0].type: unknown layer type 'convv' (known: avgpool, ")
     assert ", ".join(LAYERS.names()) in msg
     assert err.value.loc == ("layers", 0, "type")
 
@@ -147,8 +147,9 @@ def test_unknown_layer_type_lists_known_ones() -> None:
         ([{"type": "conv", "filters": True, "kernel": 5}],
          "layers[0] (conv): filters: must be an integer, received true"),
         (["relu"], "layers[0]: must be a mapping, received 'relu'"),
-        ([{"units": 3}], "layers[0].type: is required (one of avgpool, conv, dense, dropout, "
-                         "flatten, leaky_relu, maxpool, relu, sigmoid, tanh)"),
+        ([{"units": 3}], "layers[0].type: is required (one of avgpool, batchnorm, conv, dense, "
+                         "dropout, flatten, leaky_relu, maxpool, relu, sigmoid, stochpool, "
+                         "tanh)"),
         ([{"type": "leaky_relu", "alpha": float("nan")}],
          "layers[0] (leaky_relu): alpha: must be a finite number, received NaN"),
         ([{"type": "dropout", "rate": float("nan")}],
@@ -229,3 +230,46 @@ def test_same_padding_gives_ceil_of_size_over_stride(h: int, k: int, s: int, exp
     net = build_model((1, h, h), [{"type": "conv", "filters": 1, "kernel": k, "stride": s,
                                       "padding": "same"}])
     assert net.output_shape == (1, expected, expected)
+
+
+@pytest.mark.parametrize(("before", "ok"), [
+    ([{"type": "conv", "filters": 2, "kernel": 3}, {"type": "relu"}], True),
+    ([{"type": "conv", "filters": 2, "kernel": 3}, {"type": "sigmoid"},
+      {"type": "dropout", "rate": 0.2}], True),
+    ([{"type": "conv", "filters": 2, "kernel": 3}, {"type": "relu"},
+      {"type": "maxpool", "size": 1}], True),
+    ([{"type": "conv", "filters": 2, "kernel": 3}], False),
+    ([{"type": "conv", "filters": 2, "kernel": 3}, {"type": "tanh"}], False),
+    ([{"type": "conv", "filters": 2, "kernel": 3}, {"type": "leaky_relu"}], False),
+    ([{"type": "conv", "filters": 2, "kernel": 3}, {"type": "relu"}, {"type": "batchnorm"}],
+     False),
+    ([], False),
+])
+def test_stochpool_needs_non_negative_inputs_checked_when_the_network_is_built(before, ok):
+    specs = [*before, {"type": "stochpool", "size": 2}]
+    if ok:
+        assert infer_shapes((1, 8, 8), specs)[-1][0] in (1, 2)
+    else:
+        with pytest.raises(ShapeError, match=r"stochpool\): needs non-negative inputs"):
+            infer_shapes((1, 8, 8), specs)
+
+
+def test_batchnorm_buffers_are_saved_but_not_trained(rng: np.random.Generator) -> None:
+    from cnncli.optim import build_optimizer
+
+    net = build_model((2, 6, 6), [{"type": "conv", "filters": 3, "kernel": 3},
+                                  {"type": "batchnorm"}, {"type": "relu"}, {"type": "flatten"},
+                                  {"type": "dense", "units": 4}], rng=rng)
+    assert set(net.named_buffers()) == {"layers.1.running_mean", "layers.1.running_var"}
+    assert set(net.state()) == set(net.named_parameters()) | set(net.named_buffers())
+    opt = build_optimizer({"type": "adam", "weight_decay": 0.1}, net.named_parameters())
+    assert not any("running" in k for k in opt.state)
+    x = rng.standard_normal((2, 6, 6, 8)).astype(np.float32) + 3.0
+    net.forward(x, training=True)  # a training pass moves the running statistics...
+    mean = net.named_buffers()["layers.1.running_mean"].copy()
+    assert np.all(mean != 0)
+    net.backward(np.ones((4, 8), np.float32))
+    opt.step(net.named_gradients())  # ...the optimizer never does
+    np.testing.assert_array_equal(net.named_buffers()["layers.1.running_mean"], mean)
+    net.forward(x, training=False)  # nor does evaluation
+    np.testing.assert_array_equal(net.named_buffers()["layers.1.running_mean"], mean)

@@ -340,3 +340,77 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monk
     out.joinpath("x").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):
         reserve_run_dir(out, "mlp")
+
+
+#: TINY with batch normalisation, stochastic pooling and augmentation: every random draw they
+#: add (pooling samples, warps) comes from the run's generator, so resume stays exact
+RICH = TINY.replace(
+    "    - {type: conv, filters: 4, kernel: 5}\n    - {type: relu}\n    - {type: maxpool, size: 4}",
+    "    - {type: conv, filters: 4, kernel: 5}\n    - {type: batchnorm}\n    - {type: relu}\n"
+    "    - {type: stochpool, size: 4}",
+) + "data: {augment: {translate: 2, rotate: 10, scale: [0.9, 1.1], elastic_alpha: 8}}\n"
+
+
+@pytest.mark.parametrize("epoch, batch", [(1, 3), (2, 2)])
+def test_resume_is_bit_identical_with_batchnorm_stochpool_and_augmentation(digits, tmp_path,
+                                                                           epoch, batch):
+    assert "stochpool" in RICH and "batchnorm" in RICH and "augment" in RICH
+    _train(digits, tmp_path / "full", text=RICH)
+    flag = StopFlag()
+    with pytest.raises(TrainingInterrupted) as info:
+        _train(digits, tmp_path / "cut", text=RICH, callbacks=_StopAt(flag, epoch, batch),
+               stop=flag)
+    _resume(digits, info.value.checkpoint)
+    _assert_same_run(tmp_path / "full", tmp_path / "cut")
+    saved = read_checkpoint(tmp_path / "full" / "last.safetensors")
+    assert "layers.1.running_mean" in saved.weights  # batchnorm's buffers are saved
+    assert not any("running" in k for k in saved.optimizer)  # and never optimised
+
+
+def test_augmentation_changes_the_training_but_not_the_test(digits, tmp_path):
+    plain = _train(digits, tmp_path / "plain")
+    warped = _train(digits, tmp_path / "warped", "data.augment={rotate: 20}")
+    a = read_checkpoint(tmp_path / "plain" / "last.safetensors").history[0]
+    b = read_checkpoint(tmp_path / "warped" / "last.safetensors").history[0]
+    assert a["train_loss"] != b["train_loss"]
+    assert plain["test"]["images"] == warped["test"]["images"] == 100
+
+
+def test_init_from_takes_matching_tensors_and_refuses_or_skips_the_rest(digits, tmp_path):
+    _train(digits, tmp_path / "base", "train.epochs=1")
+    base = read_checkpoint(tmp_path / "base" / "best.safetensors")
+    # the same network: every tensor is taken, so epoch 1 starts from the base's weights
+    plan = plan_training(str(_write_config(tmp_path, TINY)), ["train.epochs=1"],
+                         out=tmp_path / "same", init_from=tmp_path / "base")
+    state_before = {}
+
+    class Capture(Callbacks):
+        def on_start(self, info):
+            state_before.update({k: v.copy() for k, v in info.net.state().items()})
+            self.notes = info.notes
+
+    cb = Capture()
+    run_training(plan, digits, cb)
+    for name, arr in base.weights.items():
+        np.testing.assert_array_equal(state_before[name], arr)
+    assert cb.notes == (f"--init-from {tmp_path / 'base' / 'best.safetensors'}: took 4 of 4 "
+                        "tensors",)
+    # a wider first layer: refused before anything is written, naming every misfit...
+    wider = _write_config(tmp_path, TINY.replace("filters: 4", "filters: 6"), "wider.yaml")
+    with pytest.raises(ConfigError, match=r"3 of 4 tensors do not match: layers.0.weight "
+                                          r"\(shape \(6, 1, 5, 5\) here, \(4, 1, 5, 5\) in the "
+                                          r"checkpoint\); layers.0.bias .*take the 1 that do"):
+        plan_training(str(wider), out=tmp_path / "wide", init_from=tmp_path / "base")
+    assert not (tmp_path / "wide").exists()
+    # ...or, with --init-partial, the matching tensor (the last bias) is taken
+    cb = Capture()
+    run_training(plan_training(str(wider), ["train.epochs=1"], out=tmp_path / "wide",
+                               init_from=tmp_path / "base", init_partial=True), digits, cb)
+    np.testing.assert_array_equal(state_before["layers.5.bias"], base.weights["layers.5.bias"])
+    assert "took 1 of 4 tensors; skipped layers.0.weight" in cb.notes[0]
+
+
+def _write_config(tmp_path: Path, text: str, name: str = "tiny.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path

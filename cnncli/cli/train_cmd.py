@@ -39,6 +39,8 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
 
         def on_start(self, info: StartInfo) -> None:
             self.started = True
+            for note in info.notes:
+                click.echo(note, err=True)
             if quiet:
                 return
             click.echo(format_summary(input_shape, layers))
@@ -88,6 +90,11 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
 @click.option("--resume", type=click.Path(), metavar="CHECKPOINT",
               help="Continue the run saved in this checkpoint (e.g. runs/x/last.safetensors); "
                    "its config travels inside it.")
+@click.option("--init-from", type=click.Path(), metavar="CHECKPOINT",
+              help="Start from another run's weights (fine-tuning, transfer): tensors matched "
+                   "by layer position, type and shape; its optimizer state is not taken.")
+@click.option("--init-partial", is_flag=True,
+              help="With --init-from: take the tensors that match, skip (and name) the rest.")
 @click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
               help="Run folder (default runs/<config>-<YYYYmmdd-HHMMSS>); must be new or empty.")
 @click.option("--epochs", type=int, metavar="N",
@@ -108,7 +115,8 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
               help="Do not write report.html at the end (it takes a few seconds).")
 @quiet_option("No model table, progress bars or epoch lines; only the result.")
 @click.pass_context
-def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: str | None,
+def train(ctx: click.Context, config_spec: str | None, resume: str | None,
+          init_from: str | None, init_partial: bool, out: str | None,
           epochs: int | None, batch_size: int | None, lr: float | None, seed: int | None,
           limit: int | None, overrides: tuple[str, ...], data_dir: str | None,
           mirrors: tuple[str, ...], no_report: bool, quiet: bool) -> None:
@@ -131,7 +139,8 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None, out: 
         ("--batch-size", "train.batch_size", batch_size), ("--lr", "optimizer.lr", lr),
         ("--seed", "train.seed", seed), ("--limit", "train.limit", limit)) if val is not None]
     plan = plan_training(config_spec, [*(Override.parse(s) for s in overrides), *options],
-                         resume=resume, out=out, epochs=epochs)
+                         resume=resume, out=out, epochs=epochs, init_from=init_from,
+                         init_partial=init_partial)
     for note in plan.notes:
         click.echo(note, err=True)
     model = plan.config.run.model

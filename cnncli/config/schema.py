@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Field, model_validator
 
+from cnncli.data.augment import AugmentSpec
 from cnncli.layers import AnyLayerSpec
 from cnncli.layers.losses import LOSSES
 from cnncli.optim import OPTIMIZERS, SCHEDULES, AdamSpec, ConstantSpec
@@ -103,6 +104,9 @@ class DataConfig(Spec):
     mirrors: list[Annotated[str, AfterValidator(_mirror)]] = Field(
         default_factory=list,
         description="URLs or local folders to fetch the files from, tried before the defaults")
+    augment: AugmentSpec | None = Field(
+        None, description="random translation, rotation, scaling and elastic distortion of "
+        "training images (never validation or test), e.g. {translate: 2, rotate: 10}")
     classes: Annotated[list[str], Field(min_length=2, max_length=1000)] | None = Field(
         None, description="idx only: the class names, in label order (default: '0', '1', ... "
         "up to the largest label)")

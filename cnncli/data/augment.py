@@ -41,69 +41,49 @@ pixels, not rounded), theta ~ U(-rotate, rotate) degrees, s ~ U(scale[0], scale[
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import Annotated
 
 import numpy as np
+from pydantic import Field, field_validator
 
-from cnncli.errors import ConfigError, DataError, quote
+from cnncli.errors import DataError, quote
+from cnncli.spec import Real, Spec
 
 #: largest image side: a padded image's pixel index (MAX_SIZE + 3)^2 stays exact in float32
 MAX_SIZE = 4000
 
 
-@dataclass(frozen=True)
-class AugmentSpec:
-    """What `augment_batch` draws from; every field 0 (scale (1, 1)) leaves images unchanged.
+class AugmentSpec(Spec):
+    """What `augment_batch` draws from (the config's `data.augment` section); every field 0
+    (scale [1, 1]) leaves images unchanged."""
 
-    translate: largest shift in pixels, per axis; shift ~ U(-translate, translate).
-    rotate: largest rotation in degrees, 0..180; angle ~ U(-rotate, rotate), counter-clockwise
-        positive.
-    scale: zoom range (lo, hi), 0 < lo <= hi; zoom ~ U(lo, hi), > 1 enlarges.
-    elastic_alpha: elastic displacement strength in pixels (0: no elastic distortion; Simard
-        et al. used 34 on MNIST with sigma 4).
-    elastic_sigma: smoothness of the elastic field, the Gaussian's standard deviation in pixels.
-    probability: chance that an image is augmented at all (the others are copied unchanged).
-    """
+    translate: Real = Field(0.0, ge=0, description="largest shift in pixels, per axis; "
+                            "shift ~ U(-translate, translate)")
+    rotate: Real = Field(0.0, ge=0, le=180, description="largest rotation in degrees; "
+                         "angle ~ U(-rotate, rotate), counter-clockwise positive")
+    scale: Annotated[list[Annotated[Real, Field(gt=0)]], Field(min_length=2, max_length=2)] = \
+        Field(default_factory=lambda: [1.0, 1.0], description="zoom range [lo, hi]; zoom ~ "
+              "U(lo, hi), > 1 enlarges")
+    elastic_alpha: Real = Field(0.0, ge=0, description="elastic displacement strength in "
+                                "pixels (0: none; Simard et al. used 34 on MNIST, sigma 4)")
+    elastic_sigma: Real = Field(4.0, gt=0, description="smoothness of the elastic field: the "
+                                "Gaussian's standard deviation in pixels")
+    probability: Real = Field(1.0, ge=0, le=1, description="chance that an image is "
+                              "augmented at all (the others are copied unchanged)")
 
-    translate: float = 0.0
-    rotate: float = 0.0
-    scale: tuple[float, float] = (1.0, 1.0)
-    elastic_alpha: float = 0.0
-    elastic_sigma: float = 4.0
-    probability: float = 1.0
+    @field_validator("scale", mode="after")
+    @classmethod
+    def _ordered(cls, v: list[float]) -> list[float]:
+        if v[0] > v[1]:
+            raise ValueError(f"must be [lo, hi] with lo <= hi, received {quote(v)}")
+        return [float(v[0]), float(v[1])]
 
-    def __post_init__(self) -> None:
-        scale = self.scale
-        if (not isinstance(scale, (list, tuple)) or len(scale) != 2
-                or not all(_is_number(v) for v in scale)
-                or not 0 < scale[0] <= scale[1] < math.inf):
-            raise ConfigError(f"augment.scale must be two numbers [lo, hi] with 0 < lo <= hi, "
-                              f"received {quote(scale)}")
-        object.__setattr__(self, "scale", (float(scale[0]), float(scale[1])))
-        limits = {  # name: (lowest, highest, lowest allowed itself)
-            "translate": (0.0, math.inf, True),
-            "rotate": (0.0, 180.0, True),
-            "elastic_alpha": (0.0, math.inf, True),
-            "elastic_sigma": (0.0, math.inf, False),
-            "probability": (0.0, 1.0, True),
-        }
-        for f in fields(self):
-            if f.name not in limits:
-                continue
-            value = getattr(self, f.name)
-            lo, hi, closed = limits[f.name]
-            if (not _is_number(value) or not (lo <= value if closed else lo < value)
-                    or not value <= hi or value == math.inf):
-                bound = f">= {lo:g}" if closed else f"> {lo:g}"
-                bound += f" and <= {hi:g}" if hi != math.inf else ""
-                raise ConfigError(f"augment.{f.name} must be a finite number {bound}, "
-                                  f"received {quote(value)}")
-            object.__setattr__(self, f.name, float(value))
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    @property
+    def active(self) -> bool:
+        """Whether any image can change."""
+        return self.probability > 0 and (self.translate > 0 or self.rotate > 0 or
+                                         self.scale != [1.0, 1.0] or self.elastic_alpha > 0)
 
 
 def augment_batch(images: np.ndarray, spec: AugmentSpec, rng: np.random.Generator) -> np.ndarray:

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter
 
-from cnncli.layers import activations, conv, dense, pool  # noqa: F401  (registers the types)
+from cnncli.layers import activations, batchnorm, conv, dense, pool  # noqa: F401  (registers)
 from cnncli.layers.base import LAYERS, CheckCase, Layer, LayerSpec, register_layer
 
 #: any registered layer's spec, told apart by `type` (a discriminated union for pydantic)

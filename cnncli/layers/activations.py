@@ -42,6 +42,7 @@ class ReLU(_Activation):
     """max(z, 0); gradient passes where z >= 0."""
 
     Spec = ReluSpec
+    output_sign = "non-negative"
     prefers_he_init = True
     kinked = True
     check_cases = (CheckCase("relu", {}, (3, 4, 5), "away"),)
@@ -90,6 +91,7 @@ class Sigmoid(_Activation):
     """1 / (1 + e^-z); gradient s (1 - s)."""
 
     Spec = SigmoidSpec
+    output_sign = "non-negative"
     prefers_he_init = False
     _forward = staticmethod(F.sigmoid_forward)
     _backward = staticmethod(F.sigmoid_backward)
@@ -129,6 +131,7 @@ class Dropout(Layer):
 
     Spec = DropoutSpec
     spec: DropoutSpec
+    output_sign = "same"
     check_cases = (CheckCase("dropout 0.3 (training)", {"rate": 0.3}, (3, 4, 5)),)
 
     def forward(self, x: np.ndarray, training: bool = False,

@@ -20,7 +20,7 @@ parameters; `get_config()` gives the spec back as a plain dict. Shapes exclude t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args
 
@@ -59,6 +59,11 @@ class LayerSpec(Spec):
         """A short readable description for the summary table, e.g. `conv 6@5x5 s1 same`."""
         return self.type
 
+    def check_inputs(self, before: Sequence[LayerSpec], sign_of: Callable[[LayerSpec], str]
+                     ) -> None:
+        """Check what the layers before this one can output (ShapeError if this layer cannot
+        take it); `sign_of(spec)` is that layer type's output_sign. Nothing by default."""
+
 
 @dataclass(frozen=True)
 class CheckCase:
@@ -73,6 +78,10 @@ class CheckCase:
     spec: dict[str, Any]
     input_shape: Shape
     input: str = "normal"
+    #: the forward mode checked (a layer like stochpool is smooth only at evaluation)
+    training: bool = True
+    #: images per check (batch statistics need more than two)
+    batch: int = 2
 
 
 class Layer:
@@ -88,6 +97,9 @@ class Layer:
     kinked: ClassVar[bool] = False
     #: the configurations `cnncli gradcheck` checks this layer type in
     check_cases: ClassVar[tuple[CheckCase, ...]] = ()
+    #: what its outputs' signs are: 'non-negative' (relu, sigmoid), 'same' as its inputs'
+    #: (pooling, dropout, flatten), or 'any'
+    output_sign: ClassVar[str] = "any"
 
     def __init__(self, spec: LayerSpec) -> None:
         self.spec = spec

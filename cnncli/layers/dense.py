@@ -36,6 +36,7 @@ class Flatten(Layer):
     """(C, H, W, N) -> (C*H*W, N), in C-major order (the same order as PyTorch's flatten)."""
 
     Spec = FlattenSpec
+    output_sign = "same"
     check_cases = (CheckCase("flatten 3x4x5", {}, (3, 4, 5)),)
 
     def forward(self, x: np.ndarray, training: bool = False,

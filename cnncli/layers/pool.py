@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from cnncli.errors import ShapeError
+from cnncli.errors import ConfigError, ShapeError
 from cnncli.functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
     pool_output_size,
+)
+from cnncli.functional.stochpool import (
+    StochPoolEvalCache,
+    stochpool2d_backward_eval,
+    stochpool2d_backward_train,
+    stochpool2d_forward_eval,
+    stochpool2d_forward_train,
 )
 from cnncli.layers.base import CheckCase, Layer, LayerSpec, Shape, register_layer
 from cnncli.spec import Pair
@@ -53,6 +61,7 @@ def _hw(v: tuple[int, int]) -> str:
 
 class _Pool(Layer):
     spec: PoolSpec
+    output_sign = "same"
     _forward: Any
     _backward: Any
 
@@ -109,3 +118,67 @@ class AvgPool(_Pool):
         CheckCase("avgpool 2x2, 6x6", {"size": 2}, (2, 6, 6)),
         CheckCase("avgpool 3x3/2 overlapping, 7x7", {"size": 3, "stride": 2}, (2, 7, 7)),
     )
+
+
+class StochPoolSpec(PoolSpec):
+    """Stochastic pooling (Zeiler & Fergus 2013): while training, one activation per window
+    picked at random with probability proportional to its value; at evaluation, the
+    probability-weighted average sum(a^2) / sum(a). Its input must not be negative: the
+    layer before it (past pooling, dropout and flatten) must be relu or sigmoid."""
+
+    type: Literal["stochpool"]
+
+    def check_inputs(self, before: Sequence[LayerSpec], sign_of: Any) -> None:
+        for spec in reversed(before):
+            sign = sign_of(spec)
+            if sign == "same":
+                continue
+            if sign == "non-negative":
+                return
+            raise ShapeError(f"needs non-negative inputs (a probability per activation), but "
+                             f"{spec.type} before it can output negative values; put a relu "
+                             "before it")
+        raise ShapeError("needs non-negative inputs, but it would see the normalised images "
+                         "(negative values); put a conv and a relu before it")
+
+
+@register_layer
+class StochPool(_Pool):
+    """Training: the sampled activation per window (from the run's generator), its gradient
+    routed to that position only. Evaluation: sum(a^2) / sum(a) with its exact gradient.
+    An all-zero window gives 0 and no gradient. Negative inputs are an error (and ruled out
+    when the network is built: see StochPoolSpec)."""
+
+    Spec = StochPoolSpec
+    kinked = True
+    check_cases = (
+        CheckCase("stochpool 2x2 (evaluation)", {"size": 2}, (2, 6, 6), "positive",
+                  training=False),
+        CheckCase("stochpool 3x3/2 overlapping (evaluation)", {"size": 3, "stride": 2},
+                  (2, 7, 7), "positive", training=False),
+    )
+
+    def forward(self, x: np.ndarray, training: bool = False,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+        if training:
+            if rng is None:
+                raise ConfigError("stochpool needs a random generator when training")
+            out, self._cache = stochpool2d_forward_train(x, self.spec.size, self.spec.stride,
+                                                         rng)
+        else:
+            out, self._cache = stochpool2d_forward_eval(x, self.spec.size, self.spec.stride)
+        return out
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not input_grad:
+            return None
+        if isinstance(self._cache, StochPoolEvalCache):
+            return stochpool2d_backward_eval(dout, self._cache)
+        return stochpool2d_backward_train(dout, self._cache)
+
+    def kink_state(self) -> bytes:
+        """Training: the sampled taps. Evaluation: which windows are all zero (the only
+        places the weighted average is not differentiable)."""
+        if isinstance(self._cache, StochPoolEvalCache):
+            return np.ascontiguousarray(self._cache.inv_s1 == 0).tobytes()
+        return np.ascontiguousarray(self._cache.index).tobytes()

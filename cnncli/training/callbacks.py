@@ -20,6 +20,8 @@ class StartInfo:
     steps_per_epoch: int
     #: the network being trained (read it; changing it changes the run)
     net: Any = None
+    #: what the user should hear before training starts (e.g. what --init-from took)
+    notes: tuple[str, ...] = ()
 
 
 class Callbacks:

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.checkpoint import Checkpoint
+from cnncli.checkpoint import Checkpoint, read_checkpoint
 from cnncli.config import LoadedConfig, Override, load_config
 from cnncli.config.load import check_outputs
 from cnncli.data.datasets import DataIdentity, DatasetArrays, pixel_mean_std
 from cnncli.data.source import DataSource
 from cnncli.data.split import make_dataset, split_indices
 from cnncli.errors import ConfigError, DataError
-from cnncli.network import build_model, infer_shapes
+from cnncli.network import build_model, infer_shapes, state_shapes
 from cnncli.training.callbacks import Callbacks, StartInfo
 from cnncli.training.folder import remove_if_empty, reserve_run_dir
 from cnncli.training.interrupt import StopFlag, TrainingInterrupted, deferred_interrupt
@@ -42,17 +42,27 @@ class TrainPlan:
     #: whether the folder was created for this run (removed again if nothing gets written)
     created: bool = False
     notes: tuple[str, ...] = field(default=())
+    #: start from this checkpoint's weights (fine-tuning); its optimizer state is not taken
+    init_from: Checkpoint | None = None
+    #: with init_from: take the tensors that match and skip the others (else refuse)
+    init_partial: bool = False
 
 
 def plan_training(config: str | None = None, overrides: Sequence[Override | str] = (), *,
                   resume: str | Path | None = None, out: str | Path | None = None,
-                  epochs: int | None = None) -> TrainPlan:
+                  epochs: int | None = None, init_from: str | Path | None = None,
+                  init_partial: bool = False) -> TrainPlan:
     """Check a training request and reserve its run folder; nothing else is written.
 
     A new run needs `config` (a file or preset) and may take overrides; a resumed run takes
     only `epochs` (its config travels in the checkpoint) and `out` (a new folder).
     """
     out_path = Path(out) if out is not None else None
+    if init_partial and init_from is None:
+        raise ConfigError("--init-partial needs --init-from CHECKPOINT")
+    if resume is not None and init_from is not None:
+        raise ConfigError("--init-from cannot be combined with --resume: a resumed run "
+                          "continues from its own checkpoint")
     if resume is not None:
         if config is not None or overrides:
             first = overrides[0] if overrides else None
@@ -72,8 +82,47 @@ def plan_training(config: str | None = None, overrides: Sequence[Override | str]
                           "FILE|PRESET) or --resume CHECKPOINT; presets: cnncli config list")
     extra = [Override.of("--epochs", "train.epochs", epochs)] if epochs is not None else []
     cfg = load_config(config, [*overrides, *extra])
+    start = None
+    if init_from is not None:
+        from cnncli.training.evaluate import find_checkpoint
+
+        start = read_checkpoint(find_checkpoint(init_from))
+        model = cfg.run.model
+        matching_state(start, state_shapes(model.input_shape, model.layers),
+                       [s.type for s in model.layers], init_partial)  # refuse before any write
     run_dir, created = reserve_run_dir(out_path, cfg.name)
-    return TrainPlan(cfg, run_dir, None, created, cfg.notes)
+    return TrainPlan(cfg, run_dir, None, created, cfg.notes, start, init_partial)
+
+
+def matching_state(ckpt: Checkpoint, expected: dict[str, tuple[tuple[int, ...], Any]],
+                   types: Sequence[str], partial: bool) -> tuple[dict[str, np.ndarray],
+                                                                 list[str]]:
+    """The checkpoint's tensors that fit the new model by layer position, layer type, shape
+    and dtype -> (those tensors, one line per tensor of the model that gets none). Unless
+    `partial`, any misfit is one ConfigError listing them all."""
+    try:
+        old_types = [layer["type"] for layer in ckpt.config["model"]["layers"]]
+    except (KeyError, TypeError):
+        old_types = []
+    taken, skipped = {}, []
+    for name, (shape, dtype) in expected.items():
+        i = int(name.split(".")[1])
+        old = old_types[i] if i < len(old_types) else None
+        arr = ckpt.weights.get(name)
+        if old != types[i]:
+            skipped.append(f"{name} (layer {i} is {types[i]} here, "
+                           f"{old or 'absent'} in the checkpoint)")
+        elif arr is None:
+            skipped.append(f"{name} (not in the checkpoint)")
+        elif arr.shape != tuple(shape) or arr.dtype != dtype:
+            skipped.append(f"{name} (shape {tuple(shape)} here, {arr.shape} in the checkpoint)")
+        else:
+            taken[name] = arr
+    if skipped and not partial:
+        raise ConfigError(f"--init-from {ckpt.source}: {len(skipped)} of {len(expected)} tensors "
+                          f"do not match: {'; '.join(skipped)}; pass --init-partial to take the "
+                          f"{len(taken)} that do")
+    return taken, skipped
 
 
 def check_image_size(arrays: DatasetArrays, input_shape: Sequence[int], where: str) -> None:
@@ -135,6 +184,18 @@ def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | No
         mean, std = pixel_mean_std(arrays.train_images[train_idx])
     rng = np.random.default_rng(run.train.seed)
     net = build_model(run.model.input_shape, run.model.layers, rng=rng)
+    if plan.init_from is not None:
+        start = plan.init_from
+        expected = {k: (v.shape, v.dtype) for k, v in net.state().items()}
+        taken, skipped = matching_state(start, expected, [s.type for s in run.model.layers],
+                                        plan.init_partial)
+        state = net.state()
+        for name, arr in taken.items():
+            state[name][...] = arr
+        start_notes = [f"--init-from {start.source}: took {len(taken)} of {len(expected)} "
+                       "tensors" + (f"; skipped {'; '.join(skipped)}" if skipped else "")]
+    else:
+        start_notes = []
     trainer = Trainer(plan.config, data, arrays, net, rng, plan.run_dir, mean, std)
     if ckpt is not None:
         restore(trainer, ckpt)
@@ -142,7 +203,7 @@ def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | No
         raise TrainingInterrupted(None, trainer.epoch + 1, 0, trainer.step)
     cb.on_start(StartInfo(plan.run_dir, len(data.train), len(data.val) if data.val else 0,
                           ckpt.epoch + 1 if ckpt else None, ckpt.source if ckpt else None,
-                          trainer.steps_per_epoch, net))
+                          trainer.steps_per_epoch, net, tuple(start_notes)))
     if not handle_ctrl_c:
         summary = trainer.fit(cb, stop)
     else:

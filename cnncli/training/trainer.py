@@ -19,6 +19,7 @@ import numpy as np
 
 from cnncli.checkpoint import Checkpoint, checkpoint_bytes, read_checkpoint, save_checkpoint
 from cnncli.config import LoadedConfig, dump_yaml
+from cnncli.data.augment import augment_batch
 from cnncli.data.batches import to_batch
 from cnncli.data.datasets import DatasetArrays
 from cnncli.data.split import Dataset
@@ -60,6 +61,8 @@ class Trainer:
                 raise ConfigError(
                     f"train.{name} needs validation images, but train.val_split "
                     f"{run.train.val_split:g} of {len(data.train):,} training images gives none")
+        augment = run.data.augment
+        self.augment = augment if augment is not None and augment.active else None
         self.loss = build_loss(run.loss)
         self.optimizer = build_optimizer(run.optimizer, net.named_parameters())
         self.steps_per_epoch = math.ceil(len(data.train) / run.train.batch_size)
@@ -132,7 +135,10 @@ class Trainer:
         for b in range(prog["batch"], nb):
             idx = perm[b * bs:(b + 1) * bs]
             y = train.labels[idx]
-            x = to_batch(train.images[idx], mean=self.mean, std=self.std)
+            images = train.images[idx]
+            if self.augment is not None:  # drawn from the run's generator: resume stays exact
+                images = augment_batch(images, self.augment, self.rng)
+            x = to_batch(images, mean=self.mean, std=self.std)
             out = self.net.forward(x, training=True, rng=self.rng)
             value = self.loss.forward(out, y)
             if not math.isfinite(value):
