@@ -273,9 +273,11 @@ def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, generated):
     lines = out.splitlines()
     header = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["epoch", "train", "loss"])
     assert lines[header + 1].split()[0] == "1/2" and lines[header + 2].split()[0] == "2/2"
-    assert f"run folder {run_dir}" in out.splitlines()[-1]
+    assert f"run folder {run_dir}" in out.splitlines()[-2]
+    assert out.splitlines()[-1] == f"report: {run_dir / 'report.html'}"
     assert {"config.yaml", "metrics.jsonl", "metrics.csv", "last.safetensors",
-            "best.safetensors", "summary.json"} <= {p.name for p in run_dir.iterdir()}
+            "best.safetensors", "summary.json", "report.html", "curves.png", "confusion.png",
+            "mistakes.png", "filters.png", "activations.png"} == {p.name for p in run_dir.iterdir()}
     summary = json.loads((run_dir / "summary.json").read_text())
 
     code, out, err = run("eval", run_dir / "best.safetensors")
@@ -299,7 +301,8 @@ def test_quiet_train_prints_only_the_result_line(tmp_path, generated):
     code, out, err = run("train", "--config", generated,
                          "--out", tmp_path / "run", "--quiet", "--epochs", "1")
     assert code == 0, err
-    result, folder = out.strip().splitlines()
+    result, folder, report = out.strip().splitlines()
+    assert report == f"report: {tmp_path / 'run' / 'report.html'}"
     assert result.startswith("test accuracy ") and result.endswith("best epoch 1 (val " +
                                                                     result.split("(val ")[-1])
     assert folder == f"1 epoch in {folder.split(' in ')[1].split(';')[0]}; run folder " \

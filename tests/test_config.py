@@ -82,7 +82,7 @@ def test_defaults_fill_every_section(tmp_path):
     assert resolved["optimizer"] == {"type": "sgd", "lr": 0.1, "momentum": 0.0,
                                      "nesterov": False, "weight_decay": 0.0}
     assert resolved["data"] == {"dataset": "mnist", "data_dir": None, "mirrors": [],
-                                "classes": None}
+                                "augment": None, "classes": None}
 
 
 def test_negative_lr_names_file_location_and_value(tmp_path):
@@ -204,7 +204,7 @@ def test_impossible_shape_is_a_shape_error(tmp_path):
 
 def test_unknown_layer_type_lists_known_types(tmp_path):
     msg = _error(_write(tmp_path, SMALL.replace("type: relu", "type: rleu")))
-    assert "model.layers[1].type: unknown layer type 'rleu' (known: avgpool, conv, " in msg
+    assert "model.layers[1].type: unknown layer type 'rleu' (known: avgpool, batchnorm, " in msg
 
 
 def test_model_must_output_ten_classes(tmp_path):
