@@ -26,8 +26,8 @@ from fetch_helpers import (
 )
 
 from cnncli.data import FetchOptions, dataset_info, ensure_files
-from cnncli.data.cache import HOST, is_stale
 from cnncli.errors import DataError
+from cnncli.files import HOST, is_stale
 
 FAST = FetchOptions(connect_timeout=2, read_timeout=2, retries=1, backoff=0)
 

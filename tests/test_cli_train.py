@@ -277,7 +277,8 @@ def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, generated):
     assert out.splitlines()[-1] == f"report: {run_dir / 'report.html'}"
     assert {"config.yaml", "metrics.jsonl", "metrics.csv", "last.safetensors",
             "best.safetensors", "summary.json", "report.html", "curves.png", "confusion.png",
-            "mistakes.png", "filters.png", "activations.png"} == {p.name for p in run_dir.iterdir()}
+            "mistakes.png", "filters.png", "activations.png", ".cnncli-run.lock"} == {
+                p.name for p in run_dir.iterdir()}
     summary = json.loads((run_dir / "summary.json").read_text())
 
     code, out, err = run("eval", run_dir / "best.safetensors")

@@ -327,15 +327,18 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     now = datetime(2026, 11, 25, 14, 22, 58)
-    first, made = reserve_run_dir(None, "mlp", now)
-    second, _ = reserve_run_dir(None, "mlp", now)
+    first, made, lock1 = reserve_run_dir(None, "mlp", now)
+    second, _, lock2 = reserve_run_dir(None, "mlp", now)
+    lock1.release()
+    lock2.release()
     assert (first, made) == (Path("runs/mlp-20261125-142258"), True)
     assert second == Path("runs/mlp-20261125-142258-2") and second.is_dir()
     remove_if_empty(second)
     (first / "kept.txt").write_text("x")
     remove_if_empty(first)  # not empty: left alone
     assert not second.exists() and first.is_dir()
-    out, made = reserve_run_dir(tmp_path / "empty-but-mine", "mlp")
+    out, made, lock = reserve_run_dir(tmp_path / "empty-but-mine", "mlp")
+    lock.release()
     assert made and out.is_dir()
     out.joinpath("x").write_text("x")
     with pytest.raises(ConfigError, match="not empty"):

@@ -33,11 +33,16 @@ class CnnGroup(click.Group):
             return super().invoke(ctx)
         except CnnError as exc:
             raise CnnClickError(str(exc), exc.exit_code) from None
+        except BrokenPipeError:  # `cnncli eval ... | head -2`: stop quietly, as Unix tools do
+            from cnncli.entry import quiet_exit
+
+            quiet_exit(141)
         except OSError as exc:  # a disk or file-system fault the library did not foresee
             where = f"{exc.filename}: " if exc.filename else ""
             raise CnnClickError(f"{where}{exc.strerror or exc}", 1) from None
         except MemoryError as exc:  # e.g. a layer of 10^11 units, a batch of 10^12 images
-            raise CnnClickError(f"out of memory: {exc or 'an allocation failed'}", 1) from None
+            raise CnnClickError(f"out of memory: {str(exc) or 'an allocation failed'}", 1
+                                ) from None
         except UnicodeError as exc:  # e.g. a path holding characters the file system refuses
             raise CnnClickError(f"cannot encode or decode text: {exc}", 1) from None
         except KeyboardInterrupt:  # Ctrl-C before a command set up its own handling
@@ -52,7 +57,8 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the command line (see cnncli.entry for the console script, which also covers the
+    moment this package is imported)."""
     cli()
 
 

@@ -19,12 +19,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
-import secrets
-import socket
-import stat
-import sys
-import time
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -189,103 +183,15 @@ def _classify(folder: Path, f: DataFile, dataset: DatasetDefinition, marker: dic
     return _not_ours(folder, f.name, digest, dataset, path)
 
 
-# -- temporary files -----------------------------------------------------------------------------
+# -- temporary files: cnncli.files names them and tells stale ones -------------------------------
 
-#: this machine, as named in temporary files (8 hex digits of its host name's hash)
-HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
-_OURS = re.compile(r"\.(?P<stem>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})\.[0-9a-f]{8}"
-                   r"\.(?:idx|tmp)")
-# what cnncli before this naming left behind (tempfile.mkstemp names: 8 random characters;
-# checkpoint.py's .tmp files are named so too)
-_LEGACY = re.compile(r"\.(?:(?P<stem>.+)\.[a-z0-9_]{8}\.(?:part|idx|tmp)|verified-[a-z0-9_]{8})")
-
-#: a temporary file whose owner (this host, that pid) is gone is stale after this long
-DEAD_OWNER_AGE = 120.0
-#: one whose owner cannot be checked (another host, older names) after this long unmodified
-UNKNOWN_OWNER_AGE = 30 * 60.0
-#: and any after this long: the pid has surely been reused
-ANY_AGE = 24 * 3600.0
-
-
-def create_temp(folder: Path, stem: str, suffix: str) -> tuple[int, Path]:
-    """A new, exclusively created temporary file in folder: (fd, path), mode 0644 less umask."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    flags |= getattr(os, "O_BINARY", 0)
-    for _ in range(16):
-        path = folder / f".{stem}.{HOST}-{os.getpid()}.{secrets.token_hex(4)}{suffix}"
-        try:
-            return os.open(path, flags, 0o644), path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{folder}: no free temporary file name for {stem}")
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":  # os.kill would terminate it there; rely on age
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    except (OverflowError, OSError):
-        return False
-    return True
-
-
-def is_stale(name: str, stems: Iterable[str], age: float) -> bool:
-    """Whether a file called `name`, unmodified for `age` seconds, is a temporary file that
-    a cnncli process left behind and no live one is writing.
-
-    Only cnncli's own names for the given stems count (anything else is never touched).
-    Named by this host: stale when its pid is not running and it is DEAD_OWNER_AGE old (the
-    grace covers a pid from another pid namespace on the same host name); with the pid
-    running, only after ANY_AGE. Another host's, or an older cnncli's: after
-    UNKNOWN_OWNER_AGE without a write, far longer than a live download goes without one (its
-    read timeout ends it first). Two processes sharing a folder therefore never remove each
-    other's files while both are alive; at worst a stalled one finds its temporary gone and
-    fails with an error, never with a wrong file.
-    """
-    stems = set(stems)
-    m = _OURS.fullmatch(name)
-    if m and m["stem"] in stems:
-        if m["host"] != HOST:
-            return age >= UNKNOWN_OWNER_AGE
-        if _pid_alive(int(m["pid"])):
-            return age >= ANY_AGE
-        return age >= DEAD_OWNER_AGE
-    m = _LEGACY.fullmatch(name)
-    if m and (m["stem"] is None or m["stem"] in stems):
-        return age >= UNKNOWN_OWNER_AGE
-    return False
+from cnncli.files import clean_stale_temps as _clean_stale_temps  # noqa: E402
+from cnncli.files import create_temp  # noqa: E402,F401  (fetch.py names its temporaries so)
 
 
 def clean_stale_temps(folder: Path, stems: Iterable[str]) -> list[str]:
-    """Remove cnncli's stale temporary files from folder (see is_stale); returns their names.
-
-    Best-effort: a read-only or vanished folder is left as it is.
-    """
-    stems = {*stems, MARKER}
-    removed = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for e in entries:
-        if not e.name.startswith("."):
-            continue
-        try:
-            st = e.stat(follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode) and is_stale(e.name, stems, now - st.st_mtime):
-                os.unlink(e.path)
-                removed.append(e.name)
-        except OSError:
-            continue
-    return removed
+    """Remove cnncli's stale temporary files of these stems (and the marker's) from folder."""
+    return _clean_stale_temps(folder, {*stems, MARKER})
 
 
 def _unlink(path: Path | str) -> None:

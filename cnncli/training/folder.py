@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import math
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ from cnncli.errors import ConfigError, TrainingError
 from cnncli.files import write_atomic
 
 LAST, BEST, SUMMARY, CONFIG = "last.safetensors", "best.safetensors", "summary.json", "config.yaml"
+#: held (flock) by the process training in a folder; a second one is refused at once
+LOCK = ".cnncli-run.lock"
+#: every file a run writes (atomically, through temporary files that a kill may leave behind)
+RUN_FILES = (LAST, BEST, SUMMARY, CONFIG, "metrics.jsonl", "metrics.csv", "report.html",
+             "curves.png", "confusion.png", "mistakes.png", "filters.png", "activations.png")
 #: the fields of a metrics row (one per epoch: the history, metrics.jsonl and metrics.csv)
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
                  "images_per_s")
@@ -37,11 +43,47 @@ def default_run_dir(name: str, now: datetime | None = None) -> Path:
     return Path("runs") / f"{name}-{(now or datetime.now()):%Y%m%d-%H%M%S}"
 
 
+class RunLock:
+    """An exclusive lock on a run folder for as long as one process trains in it (fcntl.flock
+    on LOCK: released by the kernel if the process dies, so a SIGKILL never leaves the folder
+    locked)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.fd = folder, None
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): the folder checks still apply
+            return
+        try:
+            fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                         0o644)
+        except OSError as exc:
+            raise TrainingError(f"run folder {folder}: cannot be locked ({exc.strerror})"
+                                ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise TrainingError(f"run folder {folder}: another cnncli process is training in "
+                                "it; wait for it to end or choose another --out") from None
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def _entries(path: Path) -> list[str]:
+    """What a folder holds, but for the run lock."""
+    return [p.name for p in path.iterdir() if p.name != LOCK]
+
+
 def check_new_run_dir(path: Path) -> None:
     """A run never writes into an existing non-empty folder; ConfigError if `path` is one."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path}: exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and _entries(path):
         hint = (f"; to continue it: cnncli train --resume {path / LAST}"
                 if (path / LAST).exists() else "")
         raise ConfigError(f"--out {path}: folder exists and is not empty; choose another "
@@ -62,35 +104,45 @@ def make_folder(path: Path, exist_ok: bool) -> None:
 
 
 def reserve_run_dir(out: Path | None, name: str, now: datetime | None = None
-                    ) -> tuple[Path, bool]:
-    """Create the run folder before any data is loaded -> (folder, whether it was made here).
+                    ) -> tuple[Path, bool, RunLock]:
+    """Create and lock the run folder before any data is loaded -> (folder, whether it was
+    made here, its lock).
 
-    `out` must be new or empty (check_new_run_dir). Without it the folder is
-    runs/<name>-<timestamp>, or that name with -2, -3, ... when another run started in the
-    same second: each is made with exist_ok=False, so two runs launched together never share
-    a folder. A folder made here that is still empty when the command ends can be removed
-    with remove_if_empty.
+    `out` must be new or empty (check_new_run_dir), checked again once it is locked: of two
+    runs started with the same --out, exactly one gets it and the other fails at once.
+    Without `out` the folder is runs/<name>-<timestamp>, or that name with -2, -3, ... when
+    another run started in the same second (each made with exist_ok=False). A folder made
+    here that is still empty when the command ends can be removed with remove_if_empty.
     """
     if out is not None:
         check_new_run_dir(out)
         created = not out.exists()
         make_folder(out, exist_ok=True)
-        return out, created
+        lock = RunLock(out)
+        try:
+            check_new_run_dir(out)
+        except ConfigError:
+            lock.release()
+            raise
+        return out, created, lock
     base = default_run_dir(name, now)
     for k in range(1, 1000):
         path = base if k == 1 else base.with_name(f"{base.name}-{k}")
         try:
             make_folder(path, exist_ok=False)
-            return path, True
+            return path, True, RunLock(path)
         except FileExistsError:
             continue
     raise TrainingError(f"run folder {base}: 999 runs named like it exist; pass --out DIR")
 
 
 def remove_if_empty(path: Path) -> None:
-    """Remove a folder that holds nothing (a run that failed before writing anything)."""
+    """Remove a folder that holds nothing but the run lock (a run that failed before writing
+    anything)."""
     try:
-        path.rmdir()
+        if not _entries(path):
+            (path / LOCK).unlink(missing_ok=True)
+            path.rmdir()
     except OSError:
         pass  # not empty, or already gone: nothing to tidy
 

@@ -15,7 +15,7 @@ from cnncli.config import LoadedConfig, Override, validate_config
 from cnncli.errors import CheckpointError, ConfigError
 from cnncli.network import check_state, state_shapes
 from cnncli.training.evaluate import config_of
-from cnncli.training.folder import LAST, check_history, check_new_run_dir
+from cnncli.training.folder import LAST, SUMMARY, check_history, check_new_run_dir
 from cnncli.training.trainer import Trainer
 
 
@@ -49,10 +49,12 @@ def plan_resume(path: str | Path, *, epochs: int | None = None, out: Path | None
         cfg = validate_config(ckpt.config, source=f"{path} (saved config)", name=cfg.name,
                               overrides=[Override.of("--epochs", "train.epochs", epochs)])
     total = cfg.run.train.epochs
-    if ckpt.progress is None and ckpt.epoch >= total:
+    finished = ckpt.progress is None and ckpt.epoch >= total
+    unsummarised = path.name == LAST and out is None and not (path.parent / SUMMARY).exists()
+    if finished and not unsummarised:  # killed after its last epoch: resume writes the summary
         raise ConfigError(f"--resume {path}: the run already finished its {ckpt.epoch} "
                           f"epochs; pass --epochs N with N > {ckpt.epoch} to train more")
-    if ckpt.epoch + (ckpt.progress is not None) > total:
+    if ckpt.epoch + (ckpt.progress is not None) > total and not finished:
         raise ConfigError(f"--epochs {total}: the checkpoint is already in epoch "
                           f"{ckpt.epoch + 1}; pass --epochs {ckpt.epoch + 1} or more")
     if out is not None:

@@ -26,7 +26,7 @@ from cnncli.data.split import make_dataset, split_indices
 from cnncli.errors import ConfigError, DataError
 from cnncli.network import build_model, infer_shapes, state_shapes
 from cnncli.training.callbacks import Callbacks, StartInfo
-from cnncli.training.folder import remove_if_empty, reserve_run_dir
+from cnncli.training.folder import RunLock, remove_if_empty, reserve_run_dir
 from cnncli.training.interrupt import StopFlag, TrainingInterrupted, deferred_interrupt
 from cnncli.training.resume import plan_resume, restore
 from cnncli.training.trainer import Trainer
@@ -46,6 +46,8 @@ class TrainPlan:
     init_from: Checkpoint | None = None
     #: with init_from: take the tensors that match and skip the others (else refuse)
     init_partial: bool = False
+    #: the run folder's lock, held from planning to the end of the run (None: not locked)
+    lock: RunLock | None = None
 
 
 def plan_training(config: str | None = None, overrides: Sequence[Override | str] = (), *,
@@ -73,10 +75,10 @@ def plan_training(config: str | None = None, overrides: Sequence[Override | str]
                               "change)")
         rp = plan_resume(resume, epochs=epochs, out=out_path)
         if out_path is not None:
-            run_dir, created = reserve_run_dir(out_path, rp.config.name)
+            run_dir, created, lock = reserve_run_dir(out_path, rp.config.name)
         else:
-            run_dir, created = rp.run_dir, False
-        return TrainPlan(rp.config, run_dir, rp.checkpoint, created)
+            run_dir, created, lock = rp.run_dir, False, RunLock(rp.run_dir)
+        return TrainPlan(rp.config, run_dir, rp.checkpoint, created, lock=lock)
     if config is None:
         raise ConfigError("train needs a config (e.g. cnncli train lenet, or --config "
                           "FILE|PRESET) or --resume CHECKPOINT; presets: cnncli config list")
@@ -90,8 +92,8 @@ def plan_training(config: str | None = None, overrides: Sequence[Override | str]
         model = cfg.run.model
         matching_state(start, state_shapes(model.input_shape, model.layers),
                        [s.type for s in model.layers], init_partial)  # refuse before any write
-    run_dir, created = reserve_run_dir(out_path, cfg.name)
-    return TrainPlan(cfg, run_dir, None, created, cfg.notes, start, init_partial)
+    run_dir, created, lock = reserve_run_dir(out_path, cfg.name)
+    return TrainPlan(cfg, run_dir, None, created, cfg.notes, start, init_partial, lock)
 
 
 def matching_state(ckpt: Checkpoint, expected: dict[str, tuple[tuple[int, ...], Any]],
@@ -155,6 +157,8 @@ def run_training(plan: TrainPlan, source: DataSource, callbacks: Callbacks | Non
     finally:
         if plan.created:
             remove_if_empty(plan.run_dir)
+        if plan.lock is not None:
+            plan.lock.release()
 
 
 def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | None,

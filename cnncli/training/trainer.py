@@ -24,7 +24,7 @@ from cnncli.data.batches import to_batch
 from cnncli.data.datasets import DatasetArrays
 from cnncli.data.split import Dataset
 from cnncli.errors import ConfigError, TrainingError
-from cnncli.files import write_atomic
+from cnncli.files import clean_stale_temps, write_atomic
 from cnncli.layers.losses import build_loss
 from cnncli.network import Network
 from cnncli.optim import build_optimizer, build_schedule
@@ -34,6 +34,7 @@ from cnncli.training.folder import (
     BEST,
     CONFIG,
     LAST,
+    RUN_FILES,
     best_epoch,
     make_folder,
     write_metrics,
@@ -89,6 +90,7 @@ class Trainer:
     def start(self) -> None:
         """Create the run folder (if needed) and write config.yaml."""
         make_folder(self.run_dir, exist_ok=True)
+        clean_stale_temps(self.run_dir, RUN_FILES)  # what a killed earlier session left
         write_atomic(self.run_dir / CONFIG, dump_yaml(self.config).encode())
         if self.history:  # resumed: make the metrics files match the checkpoint
             write_metrics(self.run_dir, self.history)
