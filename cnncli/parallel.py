@@ -60,6 +60,8 @@ from cnncli.errors import ConfigError, quote
 
 #: the most threads a DataParallel accepts; beyond the cores there is nothing to gain
 MAX_THREADS = 64
+#: evaluation runs in pieces of at most this many columns (see DataParallel.forward)
+EVAL_PIECE = 128
 
 
 class _Loss(Protocol):
@@ -155,12 +157,15 @@ class DataParallel:
     """
 
     def __init__(self, net: Any, loss: Any, shards: int = 1, threads: int = 1,
+                 eval_piece: int = EVAL_PIECE,
                  make_net: Callable[[list[Any]], Any] | None = None) -> None:
         self.shards, self.threads = check_shards_threads(shards, threads)
+        self.eval_piece = max(1, int(eval_piece))
         self.net = net
         rebuild = make_net or (lambda layers: _copy_net(net, layers))
+        count = max(self.shards, self.threads)  # shards train on them, threads evaluate on them
         self.replicas: list[Any] = [net] + [
-            rebuild([replicate(layer) for layer in net.layers]) for _ in range(self.shards - 1)
+            rebuild([replicate(layer) for layer in net.layers]) for _ in range(count - 1)
         ]
         self.losses: list[Any] = [loss] + [copy.copy(loss) for _ in range(self.shards - 1)]
         self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="cnncli-shard") \
@@ -252,17 +257,29 @@ class DataParallel:
         return StepOutput(total if len(results) > 1 else float(results[0][0]), logits)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Evaluation-mode forward pass of x: (..., N) -> (K, N), shards on the threads."""
-        bounds = shard_bounds(x.shape[-1], self.shards)
-        if len(bounds) == 1:
+        """Evaluation-mode forward pass of x: (..., N) -> (K, N), on all the threads.
+
+        The batch is cut into pieces of at most `eval_piece` columns (128 by default: a
+        LeNet forward pass ran 1.2-1.3x faster per image in pieces of 64-128 than of 500 or
+        1000, its im2col bands staying in the cache); thread t runs pieces t, t + threads, ...
+        on replica t. A piece's output does not depend on the other pieces, so the result
+        does not depend on the number of threads (nor on `shards`).
+        """
+        n = x.shape[-1]
+        pieces = [(a, min(a + self.eval_piece, n)) for a in range(0, n, self.eval_piece)]
+        if len(pieces) <= 1:
             return self.net.forward(x, training=False)
+        out: list[np.ndarray | None] = [None] * len(pieces)
+        t = min(self.threads, len(pieces))
 
-        def job(s: int) -> np.ndarray:
-            a, b = bounds[s]
-            return self.replicas[s].forward(np.ascontiguousarray(x[..., a:b]), training=False)
+        def job(first: int) -> None:
+            net = self.replicas[first]
+            for p in range(first, len(pieces), t):
+                a, b = pieces[p]
+                out[p] = net.forward(np.ascontiguousarray(x[..., a:b]), training=False)
 
-        outs = self._run([lambda s=s: job(s) for s in range(len(bounds))])
-        return np.concatenate(outs, axis=-1)
+        self._run([lambda f=f: job(f) for f in range(t)])
+        return np.concatenate(out, axis=-1)  # type: ignore[arg-type]
 
     # -- combining shards ---------------------------------------------------------------------
     def _sum_grads(self, used: int) -> None:

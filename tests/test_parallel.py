@@ -126,12 +126,17 @@ def test_dropout_masks_of_a_shard_do_not_depend_on_the_thread_count() -> None:
     assert masks[1][0].shape == (36, 6) and not np.array_equal(masks[1][0], masks[1][1])
 
 
-def test_sharded_evaluation_equals_the_unsharded_forward_pass() -> None:
+def test_evaluation_in_pieces_equals_the_whole_forward_pass_on_any_thread_count() -> None:
     net = build_network(SHAPE, SPECS, rng=np.random.default_rng(0), dtype=np.float64)
-    x, _ = _data(9, np.float64)
+    x, _ = _data(11, np.float64)
     whole = net.forward(x, training=False)
-    with DataParallel(net, build_loss("softmax_cross_entropy"), shards=2, threads=2) as par:
-        np.testing.assert_allclose(par.forward(x), whole, rtol=1e-12, atol=1e-14)
+    got = {}
+    for threads in (1, 2):
+        with DataParallel(net, build_loss("mse"), shards=1, threads=threads,
+                          eval_piece=4) as par:  # pieces of 4, 4, 3 columns
+            got[threads] = par.forward(x)
+    np.testing.assert_allclose(got[1], whole, rtol=1e-12, atol=1e-14)
+    assert np.array_equal(got[1], got[2])
 
 
 class RunningMean(Layer):
