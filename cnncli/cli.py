@@ -172,10 +172,16 @@ def config_schema() -> None:
               help="Batch size of the timed inference passes.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Seed for the weights and the synthetic data.")
+@click.option("--threads", default=None, type=click.IntRange(min=1, max=64),
+              help="Threads (= cores) for the training step and inference.  [default: 2, "
+                   "or 1 on a 1-core machine]")
+@click.option("--shards", default=None, type=click.IntRange(min=1),
+              help="Shards each training batch is cut into.  [default: --threads]")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the figures as one JSON object instead of a table.")
 def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, steps: int,
-          eval_batch_size: int, seed: int, as_json: bool) -> None:
+          eval_batch_size: int, seed: int, threads: int | None, shards: int | None,
+          as_json: bool) -> None:
     """Time every layer's forward and backward pass, a training step and inference.
 
     Runs on random data shaped like the config's input (no download needed), with the
@@ -183,6 +189,7 @@ def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, 
     then training and inference images per second.
     """
     import json
+    import os
 
     from cnncli.bench import format_result, run_benchmark
 
@@ -191,6 +198,7 @@ def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, 
         cfg.model.input_shape, cfg.model.layers, cfg.loss, cfg.optimizer.model_dump(),
         batch_size=batch_size or cfg.train.batch_size, steps=steps,
         eval_batch_size=eval_batch_size, seed=seed,
+        threads=threads or min(2, os.cpu_count() or 1), shards=shards,
     )
     if as_json:
         click.echo(json.dumps({"config": config_spec, **result.to_dict()}, indent=2))
