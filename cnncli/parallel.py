@@ -168,20 +168,22 @@ class DataParallel:
             rebuild([replicate(layer) for layer in net.layers]) for _ in range(count - 1)
         ]
         self.losses: list[Any] = [loss] + [copy.copy(loss) for _ in range(self.shards - 1)]
-        self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="cnncli-shard") \
-            if self.threads > 1 else None
+        self._pool: ThreadPoolExecutor | None = None
         self._limit: Any = None
         self._open = False
         self.open()
 
     # -- life cycle -------------------------------------------------------------------------
     def open(self) -> None:
-        """Limit BLAS to one thread (done by __init__; again after close())."""
+        """Start the worker threads and limit BLAS to one thread (done by __init__; call it
+        again after close() to reuse the object)."""
         if self._open:
             return
         from threadpoolctl import threadpool_limits
 
         self._limit = threadpool_limits(limits=1, user_api="blas")
+        if self.threads > 1:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="cnncli-shard")
         self._open = True
 
     def close(self) -> None:
@@ -204,6 +206,8 @@ class DataParallel:
     # -- running shards ---------------------------------------------------------------------
     def _run(self, jobs: Sequence[Callable[[], Any]]) -> list[Any]:
         """Run job s (shard s) on thread s % threads (0 is the caller); results in order."""
+        if not self._open:
+            raise RuntimeError("DataParallel is closed; call open() first")
         if self._pool is None or len(jobs) == 1:
             return [job() for job in jobs]
         t = self.threads

@@ -185,3 +185,14 @@ def test_bad_shard_or_thread_counts_are_config_errors_quoting_them(
     net = build_network(SHAPE, SPECS, rng=np.random.default_rng(0))
     with pytest.raises(ConfigError, match=f"{bad} must be a positive integer.*received"):
         DataParallel(net, build_loss("mse"), shards=shards, threads=threads)
+
+
+def test_a_closed_data_parallel_refuses_to_run_and_can_be_opened_again() -> None:
+    net = build_network(SHAPE, SPECS, rng=np.random.default_rng(0))
+    x, y = _data(4, np.float32)
+    par = DataParallel(net, build_loss("mse"), shards=2, threads=2)
+    par.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        par.train_step(x, y)
+    with par:
+        assert np.isfinite(par.train_step(x, y).loss)
