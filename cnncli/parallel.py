@@ -44,6 +44,16 @@ The rules that make the result independent of the number of threads:
 
 A layer type that keeps other per-call state in a mutable object it does not rebind can
 define `replicate(self) -> Layer` to make its own replica; `replicate` below uses it if present.
+A layer's backward must store new arrays in `grads` (or create them when the dict is empty):
+a replica starts with an empty `grads` dict.
+
+In a training loop (the trainer builds one DataParallel per run, `shards` from the config,
+`threads` from the command line or the machine, and closes it at the end):
+
+    step = par.train_step(to_batch(images[idx]), labels[idx], rng)   # instead of forward,
+    optimizer.lr = lr_at(t)                                           # loss and backward
+    optimizer.step(net.named_gradients())
+    loss_value, logits = step.loss, step.logits                       # for the metrics
 """
 
 from __future__ import annotations
