@@ -115,11 +115,12 @@ class TorchSide:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, factor)
 
         def tensor(images: np.ndarray) -> Any:  # uint8 (N, H, W) -> (N, 1, H, W) normalised
-            x = torch.from_numpy(images).float().div_(255.0).sub_(MEAN).div_(STD)
+            x = torch.from_numpy(np.array(images)).float().div_(255.0).sub_(MEAN).div_(STD)
             return x.unsqueeze(1)
 
-        self.xtr, self.ytr = tensor(data.train.images), torch.from_numpy(data.train.labels)
-        self.xte, self.yte = tensor(data.test.images), torch.from_numpy(data.test.labels)
+        self.xtr, self.xte = tensor(data.train.images), tensor(data.test.images)
+        self.ytr = torch.from_numpy(np.array(data.train.labels))  # copies: torch wants them
+        self.yte = torch.from_numpy(np.array(data.test.labels))  # writable
 
     def train_epoch(self) -> float:
         torch = self.torch
