@@ -25,6 +25,9 @@ The rules that make the result independent of the number of threads:
   weighted sum, in float64, in shard order.
 - Summation. Each parameter's gradient is g_0 + g_1 + ... + g_{S-1}, added in shard order
   after every shard is done, into a new array stored as replica 0's (the network's) grads.
+- Backends. `threads` (the default) runs the shards on threads of this process; `processes`
+  (cnncli.parallel_procs) on forked worker processes sharing a memory block, which escapes
+  the GIL that the threads share (same bits either way; see that module for its limits).
 - BLAS. While a DataParallel is open, BLAS runs one thread per worker (threadpoolctl), for
   every `threads` value: a BLAS call then computes the same bits whichever thread makes it,
   and two workers do not fight over BLAS's own thread pool.
@@ -121,14 +124,18 @@ def shard_bounds(n: int, shards: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def shard_seeds(rng: np.random.Generator, shards: int) -> list[int]:
+    """ONE draw of `shards` integers in [0, 2**63) from rng: the seeds of a step's shards."""
+    return [int(s) for s in rng.integers(0, 2**63, size=shards, dtype=np.int64)]
+
+
 def shard_generators(rng: np.random.Generator, shards: int) -> list[np.random.Generator]:
     """One generator per shard, seeded from ONE draw of `shards` integers from rng.
 
     Generator s is PCG64 seeded (through SeedSequence) with the s-th integer; rng advances by
     that one draw whatever the shards then use.
     """
-    seeds = rng.integers(0, 2**63, size=shards, dtype=np.int64)
-    return [np.random.Generator(np.random.PCG64(int(s))) for s in seeds]
+    return [np.random.Generator(np.random.PCG64(s)) for s in shard_seeds(rng, shards)]
 
 
 def replicate(layer: Any) -> Any:
@@ -168,8 +175,12 @@ class DataParallel:
 
     def __init__(self, net: Any, loss: Any, shards: int = 1, threads: int = 1,
                  eval_piece: int = EVAL_PIECE,
-                 make_net: Callable[[list[Any]], Any] | None = None) -> None:
+                 make_net: Callable[[list[Any]], Any] | None = None,
+                 backend: str = "threads") -> None:
         self.shards, self.threads = check_shards_threads(shards, threads)
+        if backend not in ("threads", "processes"):
+            raise ConfigError(f"backend must be threads or processes, received {quote(backend)}")
+        self.backend = backend
         self.eval_piece = max(1, int(eval_piece))
         self.net = net
         rebuild = make_net or (lambda layers: _copy_net(net, layers))
@@ -179,6 +190,7 @@ class DataParallel:
         ]
         self.losses: list[Any] = [loss] + [copy.copy(loss) for _ in range(self.shards - 1)]
         self._pool: ThreadPoolExecutor | None = None
+        self._procs: Any = None
         self._limit: Any = None
         self._open = False
         self.open()
@@ -192,7 +204,16 @@ class DataParallel:
         from threadpoolctl import threadpool_limits
 
         self._limit = threadpool_limits(limits=1, user_api="blas")
-        if self.threads > 1:
+        if self.threads > 1 and self.backend == "processes":
+            from cnncli.parallel_procs import ForkedWorkers
+
+            try:
+                self._procs = ForkedWorkers(self)
+            except BaseException:
+                self._limit.restore_original_limits()
+                self._limit = None
+                raise
+        elif self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="cnncli-shard")
         self._open = True
 
@@ -204,6 +225,9 @@ class DataParallel:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._procs is not None:
+            self._procs.close()
+            self._procs = None
         self._open = False
 
     def __enter__(self) -> DataParallel:
@@ -243,24 +267,23 @@ class DataParallel:
         n = x.shape[-1]
         bounds = shard_bounds(n, self.shards)
         gens: list[np.random.Generator | None] = [rng]
+        seeds = None
         if self.shards > 1:
-            gens = list(shard_generators(rng, self.shards)) if rng is not None \
+            seeds = shard_seeds(rng, self.shards) if rng is not None else None
+            gens = [np.random.Generator(np.random.PCG64(v)) for v in seeds] if seeds \
                 else [None] * self.shards
         self._sync_buffers(len(bounds))
 
         def job(s: int) -> tuple[float, np.ndarray]:
             a, b = bounds[s]
             xs = x[..., a:b] if len(bounds) == 1 else np.ascontiguousarray(x[..., a:b])
-            net, loss = self.replicas[s], self.losses[s]
-            out = net.forward(xs, training=True, rng=gens[s])
-            value = loss.forward(out, y[a:b])
-            dout = loss.backward()
-            if len(bounds) > 1:  # a new array: the loss may keep what it returned
-                dout = dout * dout.dtype.type((b - a) / n)
-            net.backward(dout, input_grad=False)
-            return value, out
+            return run_shard(self.replicas[s], self.losses[s], xs, y[a:b], gens[s],
+                             (b - a) / n if len(bounds) > 1 else None)
 
-        results = self._run([lambda s=s: job(s) for s in range(len(bounds))])
+        if self._procs is not None and len(bounds) > 1:
+            results = self._procs.train(x, y, bounds, seeds, n, job)
+        else:
+            results = self._run([lambda s=s: job(s) for s in range(len(bounds))])
         self._sum_grads(len(bounds))
         self._merge_buffers(bounds, n)
         total = 0.0
@@ -283,6 +306,12 @@ class DataParallel:
         pieces = [(a, min(a + self.eval_piece, n)) for a in range(0, n, self.eval_piece)]
         if len(pieces) <= 1:
             return self.net.forward(x, training=False)
+        if self._procs is not None:
+            def piece(p: int) -> np.ndarray:
+                a, b = pieces[p]
+                return self.net.forward(np.ascontiguousarray(x[..., a:b]), training=False)
+
+            return np.concatenate(self._procs.forward(x, pieces, piece), axis=-1)
         out: list[np.ndarray | None] = [None] * len(pieces)
         t = min(self.threads, len(pieces))
 
@@ -332,6 +361,22 @@ class DataParallel:
                 for p, w in zip(parts[1:], weights[1:], strict=True):
                     merged += p * v.dtype.type(w)
                 v[...] = merged
+
+
+def run_shard(net: Any, loss: Any, x: np.ndarray, y: np.ndarray,
+              rng: np.random.Generator | None, weight: float | None) -> tuple[float, np.ndarray]:
+    """Forward (training mode), loss and backward of one shard on one replica.
+
+    `weight` = n_s / N scales the loss gradient (None: 1, the unsharded step). Returns the
+    shard's mean loss and its logits; the replica's grads hold the shard's weighted gradient.
+    """
+    out = net.forward(x, training=True, rng=rng)
+    value = loss.forward(out, y)
+    dout = loss.backward()
+    if weight is not None:  # a new array: the loss may keep what it returned
+        dout = dout * dout.dtype.type(weight)
+    net.backward(dout, input_grad=False)
+    return value, out
 
 
 def _run_all(jobs: Sequence[Callable[[], Any]]) -> list[Any]:

@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="Comma-separated thread counts, e.g. 1,2 (cnncli and PyTorch alike).")
     ap.add_argument("--shards", type=int, default=None,
                     help="Shards per training batch for cnncli [default: the most threads].")
+    ap.add_argument("--backend", default="threads", choices=("threads", "processes"),
+                    help="cnncli's DataParallel backend for more than one thread.")
     ap.add_argument("--pairs", type=int, default=7, help="Interleaved pairs (at least 7).")
     ap.add_argument("--steps", type=int, default=30, help="Timed steps per measurement.")
     ap.add_argument("--eval-batch-size", type=int, default=1000, help="Inference batch size.")
@@ -214,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
 
     record: dict[str, Any] = {"machine": machine, "torch": torch.__version__ if torch else None,
-                              "shards": shards, "pairs": args.pairs, "steps": args.steps,
+                              "shards": shards, "backend": args.backend, "pairs": args.pairs,
+                              "steps": args.steps,
                               "load_before": load_before, "rows": []}
     train_rows, eval_rows, core_rows, layer_tables = [], [], [], []
     for spec in configs:
@@ -237,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
                     for who in order:
                         time.sleep(PAUSE)  # let the other library's idle threads stop spinning
                         if who == "ours":
-                            with DataParallel(net, build_loss(loss), shards, t) as par:
+                            with DataParallel(net, build_loss(loss), shards, t,
+                                              backend=args.backend) as par:
                                 if b:
                                     x, y = synthetic_batch(net.input_shape, classes, b, rng)
                                     ms = time_train_step(net, loss, opt, x, y, args.steps, 5,
@@ -279,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
             for b in batches:
                 res = run_benchmark(model.input_shape, model.layers, loss, opt, batch_size=b,
                                     steps=args.steps, eval_batch_size=ne,
-                                    threads=max(thread_counts), shards=shards)
+                                    threads=max(thread_counts), shards=shards,
+                                    backend=args.backend)
                 layer_tables.append("```\n" + format_result(res, spec) + "\n```")
 
     load_after = os.getloadavg()
@@ -291,8 +296,9 @@ def run(args: argparse.Namespace) -> int:
     rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     lines = [
         f"{env}.",
-        f"cnncli: {shards} shard{'s' if shards != 1 else ''} per batch, BLAS 1 thread per "
-        f"worker; PyTorch: torch.set_num_threads(threads). {args.pairs} interleaved pairs, each "
+        f"cnncli: {shards} shard{'s' if shards != 1 else ''} per batch, backend "
+        f"{args.backend}, BLAS 1 thread per worker; PyTorch: torch.set_num_threads(threads). "
+        f"{args.pairs} interleaved pairs, each "
         f"side the median of {args.steps} steps; medians over the pairs; {load}.",
         "",
         "Training (forward, loss, backward, optimizer step), images/s:",

@@ -37,7 +37,8 @@ class CnnSide:
 
     name = "cnncli"
 
-    def __init__(self, cfg: Any, data: Any, shards: int, threads: int) -> None:
+    def __init__(self, cfg: Any, data: Any, shards: int, threads: int,
+                 backend: str = "threads") -> None:
         from cnncli.layers.losses import build_loss
         from cnncli.network import build_network
         from cnncli.optim import build_optimizer, make_schedule
@@ -52,7 +53,8 @@ class CnnSide:
         self.lr_at = make_schedule(run.schedule.type, run.optimizer.lr,
                                    total_steps=run.train.epochs * spe,
                                    min_lr=getattr(run.schedule, "min_lr", 0.0))
-        self.par = DataParallel(self.net, build_loss(run.loss), shards, threads)
+        self.par = DataParallel(self.net, build_loss(run.loss), shards, threads,
+                                backend=backend)
         self.par.close()  # opened for each epoch and evaluation: BLAS at its own count between
         self.step = 0
 
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="Threads for both sides.")
     ap.add_argument("--shards", type=int, default=None,
                     help="cnncli's shards per batch [default: --threads].")
+    ap.add_argument("--backend", default="threads", choices=("threads", "processes"),
+                    help="cnncli's DataParallel backend.")
     ap.add_argument("--data-dir", default=None, help="MNIST cache folder (cnncli's loader).")
     ap.add_argument("--mirror", action="append", default=[], help="Mirror to fetch MNIST from.")
     ap.add_argument("--no-torch", action="store_true", help="Only cnncli.")
@@ -172,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if data.test is None:
         raise SystemExit("no test images")
     shards = args.shards or args.threads
-    sides: list[Any] = [CnnSide(cfg, data, shards, args.threads)]
+    sides: list[Any] = [CnnSide(cfg, data, shards, args.threads, args.backend)]
     if not args.no_torch:
         try:
             import torch
@@ -205,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load_after = os.getloadavg()
     print(f"{format_machine(machine_info())}; {args.threads} threads each; cnncli {shards} "
-          f"shards; config {args.config}; target test accuracy {args.target:.4f}; load average "
+          f"shards ({args.backend}); config {args.config}; target test accuracy "
+          f"{args.target:.4f}; load average "
           f"{'/'.join(f'{v:.2f}' for v in load_before)} before, "
           f"{'/'.join(f'{v:.2f}' for v in load_after)} after.")
     print()

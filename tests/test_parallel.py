@@ -196,3 +196,38 @@ def test_a_closed_data_parallel_refuses_to_run_and_can_be_opened_again() -> None
         par.train_step(x, y)
     with par:
         assert np.isfinite(par.train_step(x, y).loss)
+
+
+def _train_backend(shards: int, threads: int, backend: str) -> tuple[Any, ...]:
+    rng = np.random.default_rng(3)
+    net = build_network(SHAPE, WITH_DROPOUT, rng=rng)
+    opt = build_optimizer({"type": "adam", "lr": 1e-2}, net.named_parameters())
+    x, y = _data(13, np.float32)
+    with DataParallel(net, build_loss("softmax_cross_entropy"), shards, threads,
+                      eval_piece=5, backend=backend) as par:
+        for _ in range(3):
+            out = par.train_step(x, y, rng)
+            opt.step(net.named_gradients())
+        logits = par.forward(np.concatenate([x, x], axis=-1))  # 26 columns: pieces of 5
+    params = {k: v.copy() for k, v in net.named_parameters().items()}
+    return params, rng.bit_generator.state, out.loss, out.logits, logits
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_worker_processes_give_the_same_bits_as_one_thread(shards: int) -> None:
+    one = _train_backend(shards, 1, "threads")
+    procs = _train_backend(shards, 2, "processes")
+    for name in one[0]:
+        assert np.array_equal(one[0][name], procs[0][name]), name
+    assert one[1] == procs[1] and one[2] == procs[2]
+    assert np.array_equal(one[3], procs[3]) and np.array_equal(one[4], procs[4])
+
+
+def test_processes_backend_refuses_layers_with_buffers_and_unknown_backends() -> None:
+    before = [i["num_threads"] for i in blas_info()]
+    net = Network((2,), [RunningMean()])
+    with pytest.raises(ConfigError, match="buffers"):
+        DataParallel(net, build_loss("mse"), shards=2, threads=2, backend="processes")
+    with pytest.raises(ConfigError, match="received 'fibers'"):
+        DataParallel(net, build_loss("mse"), shards=2, threads=2, backend="fibers")
+    assert [i["num_threads"] for i in blas_info()] == before  # the BLAS limit was undone
