@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import mmap
 import os
+import signal
 import struct
 from typing import Any
 
@@ -69,6 +70,7 @@ class ForkedWorkers:
             rep_r, rep_w = os.pipe()
             pid = os.fork()
             if pid == 0:  # the child: serve commands until told to quit or the parent goes
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
                 os.close(cmd_w)
                 os.close(rep_r)
                 code = 0
