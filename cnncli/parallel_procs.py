@@ -11,8 +11,11 @@ gradient, logits and loss into the block and answers one byte. The parent runs i
 shards meanwhile, then sums the gradients in shard order as before: the bits are the same as
 with threads. Nothing is pickled: commands are packed integers, data is the shared block.
 
-Limits: layers with `buffers` are refused (their merge is not wired through the block yet);
-a batch wider than `capacity` columns runs in the parent alone (same bits, one core).
+Buffers (batch-norm statistics) travel through the block as float64 (exact for float32
+values and integer counters): each worker shard starts from the network's buffers as they
+were before the step and sends its updated copy back; the parent merges them as for threads.
+A batch wider than `capacity` columns, or of another dtype than the parameters, runs in the
+parent alone (same bits, one core).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.errors import ConfigError
-
 #: the widest batch (columns) the shared block holds; wider ones run in the parent alone
 CAPACITY = 1024
 _CMD = struct.Struct("<cqq")  # kind (b"T" train, b"E" eval, b"Q" quit), n, has_rng
@@ -38,12 +39,15 @@ class ForkedWorkers:
 
     def __init__(self, par: Any, capacity: int = CAPACITY) -> None:
         net = par.net
-        if any(getattr(layer, "buffers", None) for layer in net.layers):
-            raise ConfigError("backend processes does not support layers with buffers yet")
         self.par, self.capacity = par, capacity
+        # buffers travel as float64 (exact for float32 statistics and integer counters)
+        self.bnames = [(i, k) for i, layer in enumerate(net.layers)
+                       for k in (getattr(layer, "buffers", None) or {})]
+        bsizes = [net.layers[i].buffers[k].size for i, k in self.bnames]
+        self.boffsets = np.cumsum([0, *bsizes]).tolist()
         self.names = [(i, name) for i, layer in enumerate(net.layers) for name in layer.params]
         params = [net.layers[i].params[name] for i, name in self.names]
-        self.dtype = params[0].dtype if params else np.dtype(np.float32)
+        self.dtype = params[0].dtype if params else np.dtype(np.float64)
         self.sizes = [p.size for p in params]
         self.offsets = np.cumsum([0, *self.sizes]).tolist()
         total = self.offsets[-1]
@@ -54,7 +58,8 @@ class ForkedWorkers:
         layout = [("params", (total,), self.dtype), ("grads", (s, total), self.dtype),
                   ("x", (d, capacity), self.dtype), ("y", (capacity,), np.int64),
                   ("logits", (k, capacity), self.dtype), ("loss", (s,), np.float64),
-                  ("seeds", (s,), np.int64)]
+                  ("seeds", (s,), np.int64), ("buf_in", (self.boffsets[-1],), np.float64),
+                  ("buf_out", (s, self.boffsets[-1]), np.float64)]
         sizes = [-(-(int(np.prod(shape)) * np.dtype(dt).itemsize) // 64) * 64
                  for _, shape, dt in layout]  # each region rounded up to 64 bytes
         self._mem = mmap.mmap(-1, sum(sizes))  # anonymous and shared: the children see it
@@ -103,14 +108,20 @@ class ForkedWorkers:
         for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
             flat[a:b] = net.layers[i].params[name].reshape(-1)
 
+    def _buffers(self, net: Any) -> list[tuple[np.ndarray, int, int]]:
+        return [(net.layers[i].buffers[k], a, b) for (i, k), a, b in
+                zip(self.bnames, self.boffsets[:-1], self.boffsets[1:], strict=True)]
+
     def train(self, x: np.ndarray, y: np.ndarray, bounds: list[tuple[int, int]],
               seeds: list[int] | None, n: int, job: Any) -> list[Any]:
         """Run shard s on process s % threads; return [(loss, logits)] in shard order and
         leave each remote shard's gradient in its replica's grads (views into the block)."""
         par = self.par
-        if n > self.capacity:
+        if n > self.capacity or x.dtype != self.dtype:  # then all here: same bits, one core
             return [job(s) for s in range(len(bounds))]
         self._params_in()
+        for buf, a, b in self._buffers(par.net):  # before shard 0 updates the network's own
+            self.a["buf_in"][a:b] = buf.reshape(-1)
         self.a["x"][:, :n] = x.reshape(-1, n)
         self.a["y"][:n] = y
         if seeds is not None:
@@ -130,13 +141,18 @@ class ForkedWorkers:
                                          strict=True):
                 grads[i].grads[name] = self.a["grads"][s, o0:o1].reshape(
                     par.net.layers[i].params[name].shape)
+            for (i, k), o0, o1 in zip(self.bnames, self.boffsets[:-1], self.boffsets[1:],
+                                      strict=True):
+                mine = par.replicas[s].layers[i].buffers
+                mine[k] = self.a["buf_out"][s, o0:o1].reshape(mine[k].shape).astype(
+                    mine[k].dtype)
             results[s] = (float(self.a["loss"][s]), self.a["logits"][:, a:b].copy())
         return results
 
     def forward(self, x: np.ndarray, pieces: list[tuple[int, int]], job: Any) -> list[Any]:
         """Evaluation pieces: piece p on process p % threads; outputs in piece order."""
         n = x.shape[-1]
-        if n > self.capacity:
+        if n > self.capacity or x.dtype != self.dtype:
             return [job(p) for p in range(len(pieces))]
         self._params_in()
         self.a["x"][:, :n] = x.reshape(-1, n)
@@ -196,6 +212,8 @@ class ForkedWorkers:
                             *self.in_shape, b - a)
                         rng = np.random.Generator(np.random.PCG64(int(self.a["seeds"][s]))) \
                             if has_rng else None
+                        for buf, o0, o1 in self._buffers(net):  # the network's, as shard 0's
+                            buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
                         value, out = run_shard(net, loss, xs, self.a["y"][a:b].copy(), rng,
                                                (b - a) / n if len(bounds) > 1 else None)
                         for (i, name), o0, o1 in zip(self.names, self.offsets[:-1],
@@ -203,6 +221,8 @@ class ForkedWorkers:
                             self.a["grads"][s, o0:o1] = net.layers[i].grads[name].reshape(-1)
                         self.a["logits"][:, a:b] = out
                         self.a["loss"][s] = value
+                        for buf, o0, o1 in self._buffers(net):
+                            self.a["buf_out"][s, o0:o1] = buf.reshape(-1)
                 else:
                     pieces = [(a, min(a + par.eval_piece, n)) for a in range(0, n, par.eval_piece)]
                     for p in range(w, len(pieces), t):
@@ -212,4 +232,7 @@ class ForkedWorkers:
                         self.a["logits"][:, a:b] = net.forward(xs, training=False)
                 os.write(rep_w, b"K")
             except Exception:  # noqa: BLE001 - reported to the parent as a failed step
+                import traceback
+
+                traceback.print_exc()  # on the inherited stderr: the parent raises a summary
                 os.write(rep_w, b"X")

@@ -145,6 +145,7 @@ class RunningMean(Layer):
     def __init__(self) -> None:
         super().__init__()
         self.buffers = {"mean": np.zeros(2), "count": np.zeros((), dtype=np.int64)}
+        self.input_shape = self.output_shape = (2,)
 
     def forward(self, x: np.ndarray, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray:
@@ -223,11 +224,21 @@ def test_worker_processes_give_the_same_bits_as_one_thread(shards: int) -> None:
     assert np.array_equal(one[3], procs[3]) and np.array_equal(one[4], procs[4])
 
 
-def test_processes_backend_refuses_layers_with_buffers_and_unknown_backends() -> None:
-    before = [i["num_threads"] for i in blas_info()]
-    net = Network((2,), [RunningMean()])
-    with pytest.raises(ConfigError, match="buffers"):
-        DataParallel(net, build_loss("mse"), shards=2, threads=2, backend="processes")
+def test_processes_backend_merges_buffers_like_threads_and_refuses_unknown_backends() -> None:
+    x = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 0.0, 0.0, 10.0]])  # (2, 5)
+    y = np.array([0, 1, 0, 1, 0])
+    got = {}
+    for threads, backend in ((1, "threads"), (2, "processes")):
+        layer = RunningMean()
+        layer.buffers["mean"][...] = [1.0, -2.0]
+        with DataParallel(Network((2,), [layer]), build_loss("mse"), shards=2,
+                          threads=threads, backend=backend) as par:
+            par.train_step(x, y)
+            par.train_step(x, y)
+        got[backend] = {k: v.copy() for k, v in layer.buffers.items()}
+    assert np.array_equal(got["threads"]["mean"], got["processes"]["mean"])
+    assert int(got["processes"]["count"]) == 2
+    np.testing.assert_allclose(got["processes"]["mean"], [0.81 + 0.57, -1.62 + 0.38])
     with pytest.raises(ConfigError, match="received 'fibers'"):
-        DataParallel(net, build_loss("mse"), shards=2, threads=2, backend="fibers")
-    assert [i["num_threads"] for i in blas_info()] == before  # the BLAS limit was undone
+        DataParallel(Network((2,), [RunningMean()]), build_loss("mse"), shards=2, threads=2,
+                     backend="fibers")
