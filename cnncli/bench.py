@@ -232,13 +232,13 @@ def run_benchmark(
     seed: int = 0,
     threads: int = 1,
     shards: int | None = None,
-    backend: str = "threads",
+    backend: str | None = None,
 ) -> BenchResult:
     """Build the network in float32 and time it on synthetic data (see the module docstring).
 
     `optimizer` is a config section such as {"type": "adam", "lr": 1e-3}; `eval_repeats`
     defaults to max(3, steps // 5); `shards` defaults to `threads`; `backend` is
-    DataParallel's ("threads" or "processes").
+    DataParallel's ("threads" or "processes"; default: DataParallel's default).
     """
     for name, value, least in (("batch_size", batch_size, 1), ("steps", steps, 1),
                                ("warmup", warmup, 0), ("eval_batch_size", eval_batch_size, 1)):
@@ -252,7 +252,7 @@ def run_benchmark(
     classes = int(np.prod(net.output_shape))
     x, y = synthetic_batch(net.input_shape, classes, batch_size, rng)
     with DataParallel(net, build_loss(loss_name), shards=shards, threads=threads,
-                      backend=backend) as par:
+                      **({"backend": backend} if backend else {})) as par:
         layers, loss_ms, opt_ms = time_layers(net, loss_name, optimizer, x, y, steps, warmup,
                                               rng)
         step_ms = time_train_step(net, loss_name, optimizer, x, y, steps, warmup, rng, par)

@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="Comma-separated thread counts, e.g. 1,2 (cnncli and PyTorch alike).")
     ap.add_argument("--shards", type=int, default=None,
                     help="Shards per training batch for cnncli [default: the most threads].")
-    ap.add_argument("--backend", default="threads", choices=("threads", "processes"),
-                    help="cnncli's DataParallel backend for more than one thread.")
+    ap.add_argument("--backend", default=None, choices=("threads", "processes"),
+                    help="cnncli's DataParallel backend for more than one thread "
+                         "[default: processes where the system can fork].")
     ap.add_argument("--pairs", type=int, default=7, help="Interleaved pairs (at least 7).")
     ap.add_argument("--steps", type=int, default=30, help="Timed steps per measurement.")
     ap.add_argument("--eval-batch-size", type=int, default=1000, help="Inference batch size.")
@@ -202,7 +203,9 @@ def run(args: argparse.Namespace) -> int:
     from cnncli.config import load_config
     from cnncli.layers.losses import build_loss
     from cnncli.network import build_network
-    from cnncli.parallel import DataParallel
+    from cnncli.parallel import DEFAULT_BACKEND, DataParallel
+
+    args.backend = args.backend or DEFAULT_BACKEND
 
     torch = None if args.no_torch else import_torch()
     batches = [int(b) for b in args.batch_sizes.split(",")]

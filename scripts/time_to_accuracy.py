@@ -38,7 +38,7 @@ class CnnSide:
     name = "cnncli"
 
     def __init__(self, cfg: Any, data: Any, shards: int, threads: int,
-                 backend: str = "threads") -> None:
+                 backend: str | None = None) -> None:
         from cnncli.layers.losses import build_loss
         from cnncli.network import build_network
         from cnncli.optim import build_optimizer, make_schedule
@@ -54,7 +54,7 @@ class CnnSide:
                                    total_steps=run.train.epochs * spe,
                                    min_lr=getattr(run.schedule, "min_lr", 0.0))
         self.par = DataParallel(self.net, build_loss(run.loss), shards, threads,
-                                backend=backend)
+                                **({"backend": backend} if backend else {}))
         self.par.close()  # opened for each epoch and evaluation: BLAS at its own count between
         self.step = 0
 
@@ -160,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="Threads for both sides.")
     ap.add_argument("--shards", type=int, default=None,
                     help="cnncli's shards per batch [default: --threads].")
-    ap.add_argument("--backend", default="threads", choices=("threads", "processes"),
-                    help="cnncli's DataParallel backend.")
+    ap.add_argument("--backend", default=None, choices=("threads", "processes"),
+                    help="cnncli's DataParallel backend [default: processes where the "
+                         "system can fork].")
     ap.add_argument("--data-dir", default=None, help="MNIST cache folder (cnncli's loader).")
     ap.add_argument("--mirror", action="append", default=[], help="Mirror to fetch MNIST from.")
     ap.add_argument("--no-torch", action="store_true", help="Only cnncli.")
@@ -169,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from cnncli.bench import format_machine, machine_info
     from cnncli.config import load_config
+    from cnncli.parallel import DEFAULT_BACKEND
     from cnncli.train import load_dataset
+
+    args.backend = args.backend or DEFAULT_BACKEND
 
     cfg = load_config(args.config)
     data = load_dataset(cfg.run, data_dir=args.data_dir, mirrors=args.mirror)

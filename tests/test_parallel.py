@@ -118,7 +118,8 @@ def test_dropout_masks_of_a_shard_do_not_depend_on_the_thread_count() -> None:
     for threads in (1, 2):
         net = build_network(SHAPE, WITH_DROPOUT, rng=np.random.default_rng(0))
         x, y = _data(12, np.float32)
-        with DataParallel(net, build_loss("softmax_cross_entropy"), 2, threads) as par:
+        with DataParallel(net, build_loss("softmax_cross_entropy"), 2, threads,
+                          backend="threads") as par:  # the replicas' masks in this process
             par.train_step(x, y, np.random.default_rng(1))
             masks[threads] = [r.layers[6]._mask.copy() for r in par.replicas]
     for a, b in zip(masks[1], masks[2], strict=True):
