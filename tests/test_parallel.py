@@ -62,24 +62,27 @@ def test_sharded_gradient_equals_the_full_batch_gradient_in_float64(
         assert sharded[name] is not g
 
 
-def _train(shards: int, threads: int, steps: int = 4) -> tuple[dict[str, np.ndarray], Any]:
+def _train(shards: int, threads: int, steps: int = 4,
+           backend: str = "threads") -> tuple[dict[str, np.ndarray], Any]:
     rng = np.random.default_rng(3)
     net = build_network(SHAPE, WITH_DROPOUT, rng=rng)  # float32, as training runs
     opt = build_optimizer({"type": "adam", "lr": 1e-2, "weight_decay": 0.01},
                           net.named_parameters())
     x, y = _data(13, np.float32)
-    with DataParallel(net, build_loss("softmax_cross_entropy"), shards, threads) as par:
+    with DataParallel(net, build_loss("softmax_cross_entropy"), shards, threads,
+                      backend=backend) as par:
         for _ in range(steps):
             par.train_step(x, y, rng)
             opt.step(net.named_gradients())
     return {k: v.copy() for k, v in net.named_parameters().items()}, rng.bit_generator.state
 
 
+@pytest.mark.parametrize("backend", ["threads", "processes"])
 @pytest.mark.parametrize("shards", [2, 3])
 def test_one_and_two_threads_give_bit_identical_parameters_after_several_steps(
-        shards: int) -> None:
+        shards: int, backend: str) -> None:
     one, state_one = _train(shards, threads=1)
-    two, state_two = _train(shards, threads=2)
+    two, state_two = _train(shards, threads=2, backend=backend)
     for name in one:
         assert np.array_equal(one[name], two[name]), name
     assert state_one == state_two
