@@ -15,7 +15,7 @@ output rows, so that each band is still in the CPU cache when the matmul reads i
 band is written in place: with the batch last, a band of output rows is one block of every
 filter's row). A band holds at most BAND elements and about max(MIN_BAND_COLS,
 MATMUL_MNK // (F*C*KH*KW)) columns: a skinny matmul such as a first layer's (6, 25) @ (25, L)
-ran 2.5x faster in pieces of about 6,000 columns than in one piece of 25,000 or 50,000
+ran 2-2.5x faster in pieces of about 6,000 columns than in one piece of 25,000 or 50,000
 (OpenBLAS 0.3.31, Xeon Cascade Lake: it has kernels for small matrices, and the pieces stay
 in the cache), while a wider one (16, 150) @ (150, L) gained nothing below 4,096 columns.
 
