@@ -1,24 +1,29 @@
-"""Benchmark the bundled presets at several batch sizes and write a markdown table.
+"""Benchmark presets against PyTorch, interleaved pair by pair, and write a markdown report.
 
-    python scripts/bench.py                                  # every preset, batch 32/64/128
-    python scripts/bench.py --configs lenet --repeats 5 --out bench.md --layers
+    python scripts/bench.py                                   # lenet, batch 64, 2 threads
+    python scripts/bench.py --threads 1,2 --pairs 9 --out bench.md --json bench.json
+    python scripts/bench.py --configs lenet,mlp --batch-sizes 32,64,128 --layers
 
-If PyTorch happens to be installed, the same network (same layers, loss and optimizer, 2
-threads) is timed beside ours in the same run, alternating, and the table shows the ratio
-cnncli / PyTorch. PyTorch is never a dependency of cnncli: without it, only our columns appear.
+cnncli runs through cnncli.parallel.DataParallel: each batch cut into --shards shards (default:
+the largest --threads value, so 1 and 2 threads compute the same bits), run on T threads with
+BLAS at one thread per worker. If PyTorch is installed, the same network (same layers, loss
+and optimizer; weights not copied) runs beside it with torch.set_num_threads(T). PyTorch is
+never a dependency of cnncli: without it, only our columns appear.
 
-Figures are medians: each repeat takes the median step time over --steps steps, and the table
-shows the median over --repeats repeats. Machines are noisy; compare ratios from one run.
-
-Threads: NumPy's OpenBLAS uses every core by default. On a machine busy with other work a
-multithreaded BLAS (ours or PyTorch's) can slow down many times over, because each call waits
-for a worker thread that is not running; `--blas-threads 1` shows cnncli's single-threaded
-figures (PyTorch keeps 2 threads either way).
+A pair is one cnncli measurement and one PyTorch measurement right after each other (their
+order alternates from pair to pair); each measurement is the median step time over --steps
+steps after 5 warm-up steps. The report gives, per thread count, the median of each side over
+the pairs, the median of the per-pair ratios and their spread (lowest-highest), and every
+pair's ratio: other people's processes on the machine slow both sides of a pair alike, so the
+per-pair ratio is the figure to quote. With --threads 1,2 it also gives cnncli's own
+2-thread / 1-thread ratio, pair by pair. The heading names the CPU, the BLAS library with its
+version, and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -44,7 +49,6 @@ def import_torch() -> Any:
         import torch
     except ImportError:
         return None
-    torch.set_num_threads(2)
     return torch
 
 
@@ -117,7 +121,8 @@ class TorchRunner:
         x = self.torch.randn((batch, *self.input_shape), generator=g)
         return x, self.torch.randint(0, self.classes, (batch,), generator=g)
 
-    def train_step_ms(self, batch: int, steps: int, warmup: int = 5) -> float:
+    def train_step_ms(self, batch: int, steps: int, threads: int, warmup: int = 5) -> float:
+        self.torch.set_num_threads(threads)
         x, y = self._data(batch)
         self.model.train()
         samples = []
@@ -130,7 +135,8 @@ class TorchRunner:
                 samples.append(time.perf_counter() - t0)
         return statistics.median(samples) * 1e3
 
-    def inference_ms(self, batch: int, repeats: int) -> float:
+    def inference_ms(self, batch: int, repeats: int, threads: int) -> float:
+        self.torch.set_num_threads(threads)
         x, _ = self._data(batch)
         self.model.eval()
         samples = []
@@ -149,30 +155,36 @@ def fmt_rate(v: float | None) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
-def fmt_ratio(a: float, b: float | None) -> str:
-    return "-" if b is None else f"{a / b:.2f}x"
+def ratio_cells(ratios: list[float]) -> tuple[str, str, str]:
+    """(median, 'lowest-highest', every ratio) as markdown cells; dashes when empty."""
+    if not ratios:
+        return "-", "-", "-"
+    return (f"{statistics.median(ratios):.2f}x", f"{min(ratios):.2f}-{max(ratios):.2f}",
+            " ".join(f"{r:.2f}" for r in ratios))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default=None,
-                    help="Comma-separated presets or YAML files (default: every preset).")
-    ap.add_argument("--batch-sizes", default="32,64,128", help="Comma-separated batch sizes.")
-    ap.add_argument("--steps", type=int, default=30, help="Timed steps per repeat.")
-    ap.add_argument("--repeats", type=int, default=3, help="Repeats; the table shows medians.")
+    ap.add_argument("--configs", default="lenet", help="Comma-separated presets or YAML files.")
+    ap.add_argument("--batch-sizes", default="64", help="Comma-separated training batch sizes.")
+    ap.add_argument("--threads", default="2",
+                    help="Comma-separated thread counts, e.g. 1,2 (cnncli and PyTorch alike).")
+    ap.add_argument("--shards", type=int, default=None,
+                    help="Shards per training batch for cnncli [default: the most threads].")
+    ap.add_argument("--backend", default=None, choices=("threads", "processes"),
+                    help="cnncli's DataParallel backend for more than one thread "
+                         "[default: processes where the system can fork].")
+    ap.add_argument("--pairs", type=int, default=7, help="Interleaved pairs (at least 7).")
+    ap.add_argument("--steps", type=int, default=30, help="Timed steps per measurement.")
     ap.add_argument("--eval-batch-size", type=int, default=1000, help="Inference batch size.")
     ap.add_argument("--layers", action="store_true",
-                    help="Also show cnncli's per-layer table for each config at each batch size.")
+                    help="Also show cnncli's per-layer table for each config and batch size.")
     ap.add_argument("--no-torch", action="store_true", help="Do not time PyTorch even if present.")
     ap.add_argument("--out", type=Path, default=None, help="Also write the markdown here.")
-    ap.add_argument("--blas-threads", type=int, default=None,
-                    help="Set OPENBLAS_NUM_THREADS for cnncli's NumPy (PyTorch keeps 2 threads); "
-                         "it must be set before NumPy is imported.")
+    ap.add_argument("--json", type=Path, default=None, help="Also write every figure as JSON.")
     args = ap.parse_args(argv)
-    if args.blas_threads is not None:
-        if "numpy" in sys.modules:
-            ap.error("--blas-threads: NumPy is already imported in this process")
-        os.environ["OPENBLAS_NUM_THREADS"] = str(args.blas_threads)
+    if args.pairs < 1 or args.steps < 1:
+        ap.error("--pairs and --steps must be at least 1")
     return run(args)
 
 
@@ -180,95 +192,140 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from cnncli.bench import (
+        format_machine,
         format_result,
+        machine_info,
         run_benchmark,
         synthetic_batch,
         time_inference,
         time_train_step,
     )
-    from cnncli.config import load_config, preset_names
-    from cnncli.network import build_network
+    from cnncli.config import load_config
+    from cnncli.layers.losses import build_loss
+    from cnncli.network import build_model
+    from cnncli.parallel import DEFAULT_BACKEND, DataParallel
 
+    args.backend = args.backend or DEFAULT_BACKEND
 
     torch = None if args.no_torch else import_torch()
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    configs = [c for c in (args.configs or ",".join(preset_names())).split(",") if c]
-    blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
-    env = (f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={blas}), python "
-           f"{platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus")
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    shards = args.shards or max(thread_counts)
+    configs = [c for c in args.configs.split(",") if c]
+    machine = machine_info()
+    env = f"{format_machine(machine)}; python {platform.python_version()}"
     if torch is not None:
-        env += f"; torch {torch.__version__} with {torch.get_num_threads()} threads"
-    load_before = os.getloadavg()[0]
+        env += f"; torch {torch.__version__}"
+    load_before = os.getloadavg()
 
-    train_rows, eval_rows, layer_tables = [], [], []
+    record: dict[str, Any] = {"machine": machine, "torch": torch.__version__ if torch else None,
+                              "shards": shards, "backend": args.backend, "pairs": args.pairs,
+                              "steps": args.steps,
+                              "load_before": load_before, "rows": []}
+    train_rows, eval_rows, core_rows, layer_tables = [], [], [], []
     for spec in configs:
         cfg = load_config(spec)
-        model, loss, opt = cfg.model, cfg.loss, cfg.optimizer.model_dump()
-        net = build_network(model.input_shape, model.layers, rng=np.random.default_rng(0))
+        model, loss, opt = cfg.run.model, cfg.run.loss, cfg.run.optimizer.model_dump()
+        net = build_model(model.input_shape, model.layers, rng=np.random.default_rng(0))
         runner = TorchRunner(torch, net, loss, opt) if torch is not None else None
         classes = int(np.prod(net.output_shape))
         rng = np.random.default_rng(1)
-        ours: dict[int, list[float]] = {b: [] for b in batches}
-        theirs: dict[int, list[float]] = {b: [] for b in batches}
-        ours_eval: list[float] = []
-        theirs_eval: list[float] = []
         xe, _ = synthetic_batch(net.input_shape, classes, args.eval_batch_size, rng)
         eval_repeats = max(3, args.steps // 5)
-        for r in range(args.repeats):
-            for b in batches:
-                x, y = synthetic_batch(net.input_shape, classes, b, rng)
-                order = ("ours", "torch") if r % 2 == 0 else ("torch", "ours")
-                for who in order:
-                    time.sleep(PAUSE)  # let the other library's idle threads stop spinning
-                    if who == "ours":
-                        ms = time_train_step(net, loss, opt, x, y, args.steps, 5, rng)
-                        ours[b].append(b / ms * 1e3)
-                    elif runner is not None:
-                        theirs[b].append(b / runner.train_step_ms(b, args.steps) * 1e3)
-            n = args.eval_batch_size
-            time.sleep(PAUSE)
-            ours_eval.append(n / time_inference(net, xe, eval_repeats) * 1e3)
-            if runner is not None:
-                time.sleep(PAUSE)
-                theirs_eval.append(n / runner.inference_ms(n, eval_repeats) * 1e3)
-            print(f"{spec}: repeat {r + 1}/{args.repeats} done", file=sys.stderr)
-        for b in batches:
-            a = statistics.median(ours[b])
-            t = statistics.median(theirs[b]) if theirs[b] else None
-            train_rows.append(f"| {spec} | {b} | {fmt_rate(a)} | {fmt_rate(t)} | "
-                              f"{fmt_ratio(a, t)} |")
-        a = statistics.median(ours_eval)
-        t = statistics.median(theirs_eval) if theirs_eval else None
-        eval_rows.append(f"| {spec} | {args.eval_batch_size} | {fmt_rate(a)} | {fmt_rate(t)} | "
-                         f"{fmt_ratio(a, t)} |")
+        ne = args.eval_batch_size
+        # (kind, batch, threads) -> [(ours, theirs or None) per pair], images/s
+        pairs: dict[tuple[str, int, int], list[tuple[float, float | None]]] = {}
+        for p in range(args.pairs):
+            for t in thread_counts:
+                for b in [*batches, 0]:  # 0: inference at the eval batch size
+                    order = ("ours", "torch") if p % 2 == 0 else ("torch", "ours")
+                    got: dict[str, float] = {}
+                    for who in order:
+                        time.sleep(PAUSE)  # let the other library's idle threads stop spinning
+                        if who == "ours":
+                            with DataParallel(net, build_loss(loss), shards, t,
+                                              backend=args.backend) as par:
+                                if b:
+                                    x, y = synthetic_batch(net.input_shape, classes, b, rng)
+                                    ms = time_train_step(net, loss, opt, x, y, args.steps, 5,
+                                                         rng, par)
+                                    got["ours"] = b / ms * 1e3
+                                else:
+                                    got["ours"] = ne / time_inference(net, xe, eval_repeats,
+                                                                      par=par) * 1e3
+                        elif runner is not None:
+                            ms = (runner.train_step_ms(b, args.steps, t) if b
+                                  else runner.inference_ms(ne, eval_repeats, t))
+                            got["torch"] = (b or ne) / ms * 1e3
+                    key = ("eval" if b == 0 else "train", b or ne, t)
+                    pairs.setdefault(key, []).append((got["ours"], got.get("torch")))
+            print(f"{spec}: pair {p + 1}/{args.pairs} done", file=sys.stderr)
+        for (kind, b, t), values in pairs.items():
+            ours = [o for o, _ in values]
+            theirs = [th for _, th in values if th is not None]
+            ratios = [o / th for o, th in values if th is not None]
+            med_t = statistics.median(theirs) if theirs else None
+            cells = ratio_cells(ratios)
+            row = (f"| {spec} | {b} | {t} | {fmt_rate(statistics.median(ours))} | "
+                   f"{fmt_rate(med_t)} | {cells[0]} | {cells[1]} | {cells[2]} |")
+            (train_rows if kind == "train" else eval_rows).append(row)
+            record["rows"].append({"config": spec, "kind": kind, "batch": b, "threads": t,
+                                   "cnncli": ours, "torch": theirs, "ratios": ratios})
+        if len(thread_counts) > 1:
+            lo, hi = min(thread_counts), max(thread_counts)
+            for kind, b in [("train", b) for b in batches] + [("eval", ne)]:
+                ratios = [h[0] / low[0] for low, h in
+                          zip(pairs[(kind, b, lo)], pairs[(kind, b, hi)], strict=True)]
+                cells = ratio_cells(ratios)
+                core_rows.append(
+                    f"| {spec} | {kind} | {b} | "
+                    f"{fmt_rate(statistics.median(o for o, _ in pairs[(kind, b, lo)]))} | "
+                    f"{fmt_rate(statistics.median(o for o, _ in pairs[(kind, b, hi)]))} | "
+                    f"{cells[0]} | {cells[1]} |")
         if args.layers:
             for b in batches:
                 res = run_benchmark(model.input_shape, model.layers, loss, opt, batch_size=b,
-                                    steps=args.steps, eval_batch_size=args.eval_batch_size)
+                                    steps=args.steps, eval_batch_size=ne,
+                                    threads=max(thread_counts), shards=shards,
+                                    backend=args.backend)
                 layer_tables.append("```\n" + format_result(res, spec) + "\n```")
 
-    load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
+    load_after = os.getloadavg()
+    record["load_after"] = load_after
+    load = ("load average (1/5/15 min) " + "/".join(f"{v:.2f}" for v in load_before)
+            + " before, " + "/".join(f"{v:.2f}" for v in load_after) + " after")
+    head = ("| config | batch | threads | cnncli | PyTorch | cnncli / PyTorch | spread | "
+            "per pair |")
+    rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     lines = [
-        f"Medians of {args.repeats} repeats x {args.steps} steps; {env}; {load}.",
+        f"{env}.",
+        f"cnncli: {shards} shard{'s' if shards != 1 else ''} per batch, backend "
+        f"{args.backend}, BLAS 1 thread per worker; PyTorch: torch.set_num_threads(threads). "
+        f"{args.pairs} interleaved pairs, each "
+        f"side the median of {args.steps} steps; medians over the pairs; {load}.",
         "",
         "Training (forward, loss, backward, optimizer step), images/s:",
         "",
-        "| config | batch | cnncli | PyTorch | cnncli / PyTorch |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *train_rows,
+        head, rule, *train_rows,
         "",
-        "Inference (evaluation-mode forward pass), images/s:",
+        f"Inference (evaluation-mode forward pass, batch {ne}), images/s:",
         "",
-        "| config | batch | cnncli | PyTorch | cnncli / PyTorch |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        *eval_rows,
+        head, rule, *eval_rows,
     ]
+    if core_rows:
+        lo, hi = min(thread_counts), max(thread_counts)
+        lines += ["", f"cnncli on {hi} threads against {lo} (same shards, same bits), "
+                      "per-pair ratio:", "",
+                  f"| config | kind | batch | {lo} thread(s) | {hi} threads | ratio | spread |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |", *core_rows]
     if layer_tables:
         lines += ["", "Per-layer times of cnncli (ms per batch):", "", *layer_tables]
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if args.out is not None:
         args.out.write_text(text)
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
     return 0
 
 

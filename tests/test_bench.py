@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cnncli.bench import format_result, run_benchmark, synthetic_batch
+from cnncli.bench import format_result, machine_info, run_benchmark, synthetic_batch
 from cnncli.cli import cli
 from cnncli.config import load_config
 from cnncli.errors import ConfigError
@@ -39,7 +39,27 @@ def test_run_benchmark_reports_every_layer_and_consistent_throughputs() -> None:
     assert r.train_images_per_s == pytest.approx(4 / (r.train_step_ms / 1e3))
     assert r.eval_images_per_s == pytest.approx(5 / (r.eval_ms / 1e3))
     table = format_result(r, "tiny")
-    assert "conv 2@3x3 s1 same" in table and "images/s (batch 4)" in table
+    assert "conv 2@3x3 s1 same" in table and "images/s (batch 4, 1 shard on 1 thread)" in table
+    assert r.threads == 1 and r.shards == 1
+
+
+def test_machine_info_names_the_cpu_and_the_blas_with_its_version() -> None:
+    info = machine_info()
+    assert info["cpu"] and info["cpus"] >= 1 and info["numpy"] == np.__version__
+    assert any(lib in info["blas"] for lib in ("openblas", "mkl", "blis", "accelerate"))
+    assert any(ch.isdigit() for ch in info["blas"])  # a version
+
+
+def test_run_benchmark_with_two_shards_on_two_threads_says_so_in_heading_and_dict() -> None:
+    r = run_benchmark((1, 6, 6), TINY, batch_size=6, steps=2, warmup=1, eval_batch_size=300,
+                      threads=2, shards=3)
+    assert (r.threads, r.shards) == (2, 3)
+    table = format_result(r, "tiny")
+    head = table.splitlines()[1]
+    assert machine_info()["cpu"] in head and "2 threads" in head
+    assert "3 shards on 2 threads" in table
+    d = r.to_dict()
+    assert d["threads"] == 2 and d["shards"] == 3 and d["machine"]["blas"]
 
 
 def test_benchmark_without_an_optimizer_times_the_default_sgd_with_momentum() -> None:
@@ -74,6 +94,17 @@ def test_bench_command_json_has_the_documented_keys() -> None:
     assert set(data["layers"][0]) == {"index", "layer", "forward_ms", "backward_ms"}
     assert data["layers"][0]["layer"] == "conv 6@5x5 s1 same"
     assert data["train_images_per_s"] > 0 and data["eval_images_per_s"] > 0
+    assert data["machine"]["cpu"] and data["machine"]["blas"]
+    assert data["threads"] >= 1 and data["shards"] == data["threads"]
+
+
+def test_bench_command_takes_threads_and_shards() -> None:
+    result = CliRunner().invoke(cli, ["bench", "--config", "lenet", "--batch-size", "4",
+                                      "--steps", "1", "--eval-batch-size", "2", "--threads", "1",
+                                      "--shards", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["threads"], data["shards"]) == (1, 2)
 
 
 def test_bench_command_prints_a_table() -> None:

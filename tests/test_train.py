@@ -417,3 +417,22 @@ def _write_config(tmp_path: Path, text: str, name: str = "tiny.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def test_a_sharded_run_gives_the_same_bits_on_one_or_two_workers_and_resumes_exactly(
+        digits, tmp_path):
+    """train.shards is part of the arithmetic; the workers that run the shards are not."""
+    _train(digits, tmp_path / "one", "train.shards=2", text=RICH, threads=1)
+    _train(digits, tmp_path / "two", "train.shards=2", text=RICH, threads=2)
+    _assert_same_run(tmp_path / "one", tmp_path / "two")
+    flag = StopFlag()
+    with pytest.raises(TrainingInterrupted) as info:
+        _train(digits, tmp_path / "cut", "train.shards=2", text=RICH, threads=2,
+               callbacks=_StopAt(flag, 1, 4), stop=flag)
+    _resume(digits, info.value.checkpoint, threads=1)
+    _assert_same_run(tmp_path / "one", tmp_path / "cut")
+    # and the shard count does change the arithmetic (dropout and pooling draw per shard)
+    _train(digits, tmp_path / "three", "train.shards=3", text=RICH, threads=2)
+    a = read_checkpoint(tmp_path / "one" / "last.safetensors").weights["layers.0.weight"]
+    c = read_checkpoint(tmp_path / "three" / "last.safetensors").weights["layers.0.weight"]
+    assert not np.array_equal(a, c)

@@ -95,9 +95,16 @@ def gradcheck(config_spec: str | None, overrides: tuple[str, ...], tol: float, s
 @click.option("--eval-batch-size", default=1000, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Batch size of the timed inference passes.")
 @seed_option("Seed for the weights and the synthetic data.")
+@click.option("--threads", default=None, type=click.IntRange(min=1, max=64), metavar="N",
+              help="Workers for the training step and inference (1 and 2 are the interesting "
+                   "values).  [default: one per shard, at most one per CPU]")
+@click.option("--shards", default=None, type=click.IntRange(min=1, max=64), metavar="N",
+              help="Shards each training batch is cut into.  [default: the config's "
+                   "train.shards]")
 @json_option("Print the figures as one JSON object instead of a table.")
 def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, steps: int,
-          eval_batch_size: int, seed: int, as_json: bool) -> None:
+          eval_batch_size: int, seed: int, threads: int | None, shards: int | None,
+          as_json: bool) -> None:
     """Time every layer's forward and backward pass, a training step and inference.
 
     Runs on random data shaped like the config's input (no download needed), with the
@@ -106,12 +113,15 @@ def bench(config_spec: str, overrides: tuple[str, ...], batch_size: int | None, 
     """
     from cnncli.bench import format_result, run_benchmark
     from cnncli.config import load_config
+    from cnncli.training.run import default_threads
 
     run = load_config(config_spec, overrides).run
+    shards = shards or run.train.shards
     result = run_benchmark(
         run.model.input_shape, run.model.layers, run.loss, run.optimizer,
         batch_size=batch_size or run.train.batch_size, steps=steps,
-        eval_batch_size=eval_batch_size, seed=seed)
+        eval_batch_size=eval_batch_size, seed=seed, shards=shards,
+        threads=threads or min(shards, default_threads()))
     if as_json:
         click.echo(json.dumps({"config": config_spec, **result.to_dict()}, indent=2))
     else:

@@ -111,6 +111,9 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
                  "repeatable.")
 @data_dir_option
 @mirror_option
+@click.option("--threads", type=click.IntRange(min=1, max=64), default=None, metavar="N",
+              help="Workers running a batch's shards (train.shards) in parallel  [default: "
+                   "one per shard, at most one per CPU]. Never changes the results.")
 @click.option("--no-report", is_flag=True,
               help="Do not write report.html at the end (it takes a few seconds).")
 @quiet_option("No model table, progress bars or epoch lines; only the result.")
@@ -119,7 +122,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None,
           init_from: str | None, init_partial: bool, out: str | None,
           epochs: int | None, batch_size: int | None, lr: float | None, seed: int | None,
           limit: int | None, overrides: tuple[str, ...], data_dir: str | None,
-          mirrors: tuple[str, ...], no_report: bool, quiet: bool) -> None:
+          mirrors: tuple[str, ...], threads: int | None, no_report: bool, quiet: bool) -> None:
     """Train a network and write a run folder (config, metrics, checkpoints, summary).
 
     CONFIG is a YAML file or a preset (cnncli config list). Ctrl-C stops after the current
@@ -148,7 +151,7 @@ def train(ctx: click.Context, config_spec: str | None, resume: str | None,
     last = plan.run_dir / "last.safetensors"
     try:
         summary = run_training(plan, fetching_source(data_dir, mirrors, quiet), progress,
-                               handle_ctrl_c=True, report=not no_report)
+                               handle_ctrl_c=True, report=not no_report, threads=threads)
     except TrainingInterrupted as exc:
         progress.close()
         if exc.checkpoint is None:

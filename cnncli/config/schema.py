@@ -57,6 +57,10 @@ class TrainConfig(Spec):
         0.1, ge=0, lt=1,
         description="fraction of the training file held out for validation: a fixed "
         "selection (the same for every seed, see cnncli.data.split.split_indices); 0 = none")
+    shards: Annotated[PositiveInt, Field(le=64)] = Field(
+        1, description="pieces each batch is cut into, run in parallel on the workers (see "
+        "--threads) with their gradients summed in order: part of the arithmetic, so a config "
+        "gives the same bits on 1 or 2 cores; 2 uses both cores of a 2-core machine")
     limit: PositiveInt | None = Field(
         None, description="train on only the first N training images (quick runs)")
     target_accuracy: Real | None = Field(

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,12 @@ class Evaluation:
 
 
 def evaluate(net: Network, loss: Loss, split: Split, batch_size: int = 500,
-             mean: float = MEAN, std: float = STD) -> Evaluation:
-    """Forward every image once (evaluation mode), in order, `batch_size` at a time."""
+             mean: float = MEAN, std: float = STD,
+             forward: Callable[[np.ndarray], np.ndarray] | None = None) -> Evaluation:
+    """Forward every image once (evaluation mode), in order, `batch_size` at a time.
+
+    `forward` replaces net.forward (e.g. a DataParallel's, spreading the work over workers)."""
+    forward = forward or net.forward
     n = len(split)
     predictions = np.empty(n, dtype=np.int64)
     confidence = np.empty(n, dtype=np.float64)
@@ -46,7 +51,7 @@ def evaluate(net: Network, loss: Loss, split: Split, batch_size: int = 500,
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         y = split.labels[start:stop]
-        out = net.forward(to_batch(split.images[start:stop], mean=mean, std=std))  # (K, B)
+        out = forward(to_batch(split.images[start:stop], mean=mean, std=std))  # (K, B)
         total += loss.forward(out, y) * (stop - start)
         predictions[start:stop] = out.argmax(axis=0)
         confidence[start:stop] = loss.probabilities(out).max(axis=0)

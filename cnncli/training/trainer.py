@@ -28,6 +28,7 @@ from cnncli.files import clean_stale_temps, write_atomic
 from cnncli.layers.losses import build_loss
 from cnncli.network import Network
 from cnncli.optim import build_optimizer, build_schedule
+from cnncli.parallel import DataParallel
 from cnncli.training.callbacks import Callbacks
 from cnncli.training.evaluate import Evaluation, evaluate
 from cnncli.training.folder import (
@@ -47,8 +48,8 @@ class Trainer:
     """Owns one run's network, loss, optimizer, schedule, generator and progress."""
 
     def __init__(self, cfg: LoadedConfig, data: Dataset, arrays: DatasetArrays, net: Network,
-                 rng: np.random.Generator, run_dir: str | Path, mean: float, std: float
-                 ) -> None:
+                 rng: np.random.Generator, run_dir: str | Path, mean: float, std: float,
+                 threads: int = 1) -> None:
         run = cfg.run
         self.cfg, self.data, self.net, self.rng = cfg, data, net, rng
         self.run_dir = Path(run_dir)
@@ -65,6 +66,10 @@ class Trainer:
         augment = run.data.augment
         self.augment = augment if augment is not None and augment.active else None
         self.loss = build_loss(run.loss)
+        #: workers for the batch's shards (never more than shards); they change no result
+        self.threads = max(1, min(threads, run.train.shards))
+        #: the shards' runner while fit() runs (one BLAS thread per worker)
+        self.par: DataParallel | None = None
         self.optimizer = build_optimizer(run.optimizer, net.named_parameters())
         self.steps_per_epoch = math.ceil(len(data.train) / run.train.batch_size)
         self.lr_at = build_schedule(run.schedule, run.optimizer.lr, self.steps_per_epoch,
@@ -108,19 +113,24 @@ class Trainer:
         cb = callbacks or Callbacks()
         tc = self.cfg.run.train
         self.start()
-        while self.epoch < tc.epochs:
-            with np.errstate(over="ignore", invalid="ignore"):  # a NaN loss is caught below
-                row = self._train_epoch(cb, stop)
-            self._end_epoch(row)
-            cb.on_epoch_end(row)
-            reason = self._early_stop()
-            if reason:
-                self.stop_reason = reason
-                break
-            if stop is not None and stop.requested and self.epoch < tc.epochs:
-                raise TrainingInterrupted(self.run_dir / LAST, self.epoch,
-                                          self.steps_per_epoch, self.step)
-        return self.finish()
+        with DataParallel(self.net, self.loss, shards=tc.shards, threads=self.threads) as par:
+            self.par = par
+            while self.epoch < tc.epochs:
+                with np.errstate(over="ignore", invalid="ignore"):  # a NaN loss: caught below
+                    row = self._train_epoch(cb, stop)
+                self._end_epoch(row)
+                cb.on_epoch_end(row)
+                reason = self._early_stop()
+                if reason:
+                    self.stop_reason = reason
+                    break
+                if stop is not None and stop.requested and self.epoch < tc.epochs:
+                    raise TrainingInterrupted(self.run_dir / LAST, self.epoch,
+                                              self.steps_per_epoch, self.step)
+            try:
+                return self.finish()
+            finally:
+                self.par = None
 
     def _train_epoch(self, cb: Callbacks, stop: StopFlag | None) -> dict[str, Any]:
         tc = self.cfg.run.train
@@ -141,11 +151,11 @@ class Trainer:
             if self.augment is not None:  # drawn from the run's generator: resume stays exact
                 images = augment_batch(images, self.augment, self.rng)
             x = to_batch(images, mean=self.mean, std=self.std)
-            out = self.net.forward(x, training=True, rng=self.rng)
-            value = self.loss.forward(out, y)
+            assert self.par is not None
+            result = self.par.train_step(x, y, self.rng)  # every shard: forward, loss, backward
+            value, out = result.loss, result.logits
             if not math.isfinite(value):
                 raise TrainingError(self._nan_message(value, e, b, nb))
-            self.net.backward(self.loss.backward(), input_grad=False)
             self.optimizer.lr = self.lr_at(self.step)
             self.optimizer.step(self.net.named_gradients())
             self.step += 1
@@ -168,7 +178,7 @@ class Trainer:
         }
         if self.data.val is not None:
             val = evaluate(self.net, self.loss, self.data.val, tc.eval_batch_size, self.mean,
-                           self.std)
+                           self.std, self.par.forward if self.par is not None else None)
             row["val_loss"], row["val_acc"] = val.loss, val.accuracy
         row["seconds"] = round(before + time.perf_counter() - t0, 3)
         row["images_per_s"] = round(prog["seen"] / max(train_seconds, 1e-9), 1)
@@ -218,7 +228,7 @@ class Trainer:
             self.net.load_parameters(read_checkpoint(self.run_dir / weights_file).weights,
                                      source=str(self.run_dir / weights_file))
             ev = evaluate(self.net, self.loss, self.data.test, self.cfg.run.train.eval_batch_size,
-                          self.mean, self.std)
+                          self.mean, self.std, self.par.forward if self.par is not None else None)
             self.test_evaluation = ev
             test = {"checkpoint": weights_file, "images": len(self.data.test),
                     "accuracy": ev.accuracy, "loss": ev.loss}

@@ -1,0 +1,255 @@
+"""parallel.py: sharded steps give the full-batch gradient, and the same bits on 1 or 2 threads."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pytest
+
+from cnncli.errors import ConfigError
+from cnncli.layers.base import Layer, LayerSpec
+from cnncli.layers.losses import build_loss
+from cnncli.network import Network, build_model
+from cnncli.optim import build_optimizer
+from cnncli.parallel import DataParallel, blas_info, shard_bounds, shard_generators
+
+SPECS: list[dict[str, Any]] = [
+    {"type": "conv", "filters": 3, "kernel": 3, "padding": "same"},
+    {"type": "relu"},
+    {"type": "maxpool", "size": 2},
+    {"type": "conv", "filters": 4, "kernel": 3},
+    {"type": "relu"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 7},
+    {"type": "relu"},
+    {"type": "dense", "units": 5},
+]
+WITH_DROPOUT = [*SPECS[:6], {"type": "dropout", "rate": 0.3}, *SPECS[6:8],
+                {"type": "dropout", "rate": 0.3}, SPECS[8]]
+SHAPE = (1, 10, 10)
+
+
+def _data(n: int, dtype: Any, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((*SHAPE, n)).astype(dtype), rng.integers(0, 5, n)
+
+
+def test_shard_bounds_split_evenly_with_the_first_shards_one_longer() -> None:
+    assert shard_bounds(10, 4) == [(0, 3), (3, 6), (6, 8), (8, 10)]
+    assert shard_bounds(64, 2) == [(0, 32), (32, 64)]
+    assert shard_bounds(3, 5) == [(0, 1), (1, 2), (2, 3)]  # never an empty shard
+    assert shard_bounds(7, 1) == [(0, 7)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("loss_name", ["softmax_cross_entropy", "mse"])
+def test_sharded_gradient_equals_the_full_batch_gradient_in_float64(
+        threads: int, loss_name: str) -> None:
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0), dtype=np.float64)
+    x, y = _data(11, np.float64)  # 11 = 4 + 4 + 3: unequal shards weigh 4/11, 4/11, 3/11
+    loss = build_loss(loss_name)
+    full_loss = loss.forward(net.forward(x, training=True), y)
+    net.backward(loss.backward(), input_grad=False)
+    full = {k: v.copy() for k, v in net.named_gradients().items()}
+    with DataParallel(net, build_loss(loss_name), shards=3, threads=threads) as par:
+        out = par.train_step(x, y)
+    sharded = net.named_gradients()
+    assert out.loss == pytest.approx(full_loss, rel=1e-13)
+    assert out.logits.shape == (5, 11)
+    for name, g in full.items():
+        np.testing.assert_allclose(sharded[name], g, rtol=1e-11, atol=1e-14, err_msg=name)
+        assert sharded[name] is not g
+
+
+def _train(shards: int, threads: int, steps: int = 4,
+           backend: str = "threads") -> tuple[dict[str, np.ndarray], Any]:
+    rng = np.random.default_rng(3)
+    net = build_model(SHAPE, WITH_DROPOUT, rng=rng)  # float32, as training runs
+    opt = build_optimizer({"type": "adam", "lr": 1e-2, "weight_decay": 0.01},
+                          net.named_parameters())
+    x, y = _data(13, np.float32)
+    with DataParallel(net, build_loss("softmax_cross_entropy"), shards, threads,
+                      backend=backend) as par:
+        for _ in range(steps):
+            par.train_step(x, y, rng)
+            opt.step(net.named_gradients())
+    return {k: v.copy() for k, v in net.named_parameters().items()}, rng.bit_generator.state
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+@pytest.mark.parametrize("shards", [2, 3])
+def test_one_and_two_threads_give_bit_identical_parameters_after_several_steps(
+        shards: int, backend: str) -> None:
+    one, state_one = _train(shards, threads=1)
+    two, state_two = _train(shards, threads=2, backend=backend)
+    for name in one:
+        assert np.array_equal(one[name], two[name]), name
+    assert state_one == state_two
+    # and the steps did train: the weights moved from their initial values
+    start = build_model(SHAPE, WITH_DROPOUT, rng=np.random.default_rng(3)).named_parameters()
+    assert not np.array_equal(one["layers.0.weight"], start["layers.0.weight"])
+
+
+def test_the_shard_count_is_what_changes_the_result_not_the_thread_count() -> None:
+    two, _ = _train(2, threads=2)
+    three, _ = _train(3, threads=2)
+    assert not np.array_equal(two["layers.0.weight"], three["layers.0.weight"])
+
+
+def test_a_step_advances_the_run_generator_by_one_draw_of_shard_seeds() -> None:
+    rng = np.random.default_rng(9)
+    expected = np.random.default_rng(9)
+    expected.integers(0, 2**63, size=3, dtype=np.int64)
+    net = build_model(SHAPE, WITH_DROPOUT, rng=np.random.default_rng(0))
+    x, y = _data(12, np.float32)
+    with DataParallel(net, build_loss("softmax_cross_entropy"), shards=3, threads=2) as par:
+        par.train_step(x, y, rng)
+    assert rng.bit_generator.state == expected.bit_generator.state
+
+
+def test_shard_generators_are_pcg64_seeded_by_one_draw_from_the_run_generator() -> None:
+    seeds = np.random.default_rng(4).integers(0, 2**63, size=2, dtype=np.int64)
+    gens = shard_generators(np.random.default_rng(4), 2)
+    for g, seed in zip(gens, seeds, strict=True):
+        assert g.random() == np.random.Generator(np.random.PCG64(int(seed))).random()
+    assert gens[0].random() != gens[1].random()
+
+
+def test_dropout_masks_of_a_shard_do_not_depend_on_the_thread_count() -> None:
+    masks = {}
+    for threads in (1, 2):
+        net = build_model(SHAPE, WITH_DROPOUT, rng=np.random.default_rng(0))
+        x, y = _data(12, np.float32)
+        with DataParallel(net, build_loss("softmax_cross_entropy"), 2, threads,
+                          backend="threads") as par:  # the replicas' masks in this process
+            par.train_step(x, y, np.random.default_rng(1))
+            masks[threads] = [r.layers[6]._cache.copy() for r in par.replicas]
+    for a, b in zip(masks[1], masks[2], strict=True):
+        assert np.array_equal(a, b)
+    assert masks[1][0].shape == (36, 6) and not np.array_equal(masks[1][0], masks[1][1])
+
+
+def test_evaluation_in_pieces_equals_the_whole_forward_pass_on_any_thread_count() -> None:
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0), dtype=np.float64)
+    x, _ = _data(11, np.float64)
+    whole = net.forward(x, training=False)
+    got = {}
+    for threads in (1, 2):
+        with DataParallel(net, build_loss("mse"), shards=1, threads=threads,
+                          eval_piece=4) as par:  # pieces of 4, 4, 3 columns
+            got[threads] = par.forward(x)
+    np.testing.assert_allclose(got[1], whole, rtol=1e-12, atol=1e-14)
+    assert np.array_equal(got[1], got[2])
+
+
+class RunningMeanSpec(LayerSpec):
+    type: Literal["running_mean_for_tests"] = "running_mean_for_tests"
+
+
+class RunningMean(Layer):
+    """Identity whose buffer tracks a running mean of its input, like batch norm's (a test
+    layer, not registered)."""
+
+    Spec = RunningMeanSpec
+
+    def __init__(self) -> None:
+        super().__init__(RunningMeanSpec())
+        self.buffers = {"mean": np.zeros(2), "count": np.zeros((), dtype=np.int64)}
+        self.input_shape = self.output_shape = (2,)
+
+    def forward(self, x: np.ndarray, training: bool = False,
+                rng: np.random.Generator | None = None) -> np.ndarray:
+        if training:
+            self.buffers["mean"] *= 0.9
+            self.buffers["mean"] += 0.1 * x.mean(axis=-1)
+            self.buffers["count"] += 1
+        return x
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        return dout
+
+
+def test_buffers_merge_as_the_shard_size_weighted_mean_in_shard_order() -> None:
+    layer = RunningMean()
+    layer.buffers["mean"][...] = [1.0, -2.0]
+    net = Network((2,), [layer])
+    x = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 0.0, 0.0, 10.0]])  # (2, 5)
+    with DataParallel(net, build_loss("mse"), shards=2, threads=2) as par:
+        par.train_step(x, np.array([0, 1, 0, 1, 0]))
+    # shards of 3 and 2 columns: 0.9 r + 0.1 (3/5 mean_0 + 2/5 mean_1) = 0.9 r + 0.1 mean
+    np.testing.assert_allclose(layer.buffers["mean"], [0.9 + 0.3, -1.8 + 0.2], rtol=1e-15)
+    assert int(layer.buffers["count"]) == 1
+
+
+def test_blas_runs_one_thread_while_open_and_is_restored_after() -> None:
+    before = [i["num_threads"] for i in blas_info()]
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+    with DataParallel(net, build_loss("mse"), shards=2, threads=2):
+        assert all(i["num_threads"] == 1 for i in blas_info())
+    assert [i["num_threads"] for i in blas_info()] == before
+
+
+@pytest.mark.parametrize(("shards", "threads", "bad"), [(0, 1, "shards"), (2, 0, "threads"),
+                                                       (True, 1, "shards"), (1, 65, "threads")])
+def test_bad_shard_or_thread_counts_are_config_errors_quoting_them(
+        shards: Any, threads: Any, bad: str) -> None:
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+    with pytest.raises(ConfigError, match=f"{bad} must be a positive integer.*received"):
+        DataParallel(net, build_loss("mse"), shards=shards, threads=threads)
+
+
+def test_a_closed_data_parallel_refuses_to_run_and_can_be_opened_again() -> None:
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+    x, y = _data(4, np.float32)
+    par = DataParallel(net, build_loss("mse"), shards=2, threads=2)
+    par.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        par.train_step(x, y)
+    with par:
+        assert np.isfinite(par.train_step(x, y).loss)
+
+
+def _train_backend(shards: int, threads: int, backend: str) -> tuple[Any, ...]:
+    rng = np.random.default_rng(3)
+    net = build_model(SHAPE, WITH_DROPOUT, rng=rng)
+    opt = build_optimizer({"type": "adam", "lr": 1e-2}, net.named_parameters())
+    x, y = _data(13, np.float32)
+    with DataParallel(net, build_loss("softmax_cross_entropy"), shards, threads,
+                      eval_piece=5, backend=backend) as par:
+        for _ in range(3):
+            out = par.train_step(x, y, rng)
+            opt.step(net.named_gradients())
+        logits = par.forward(np.concatenate([x, x], axis=-1))  # 26 columns: pieces of 5
+    params = {k: v.copy() for k, v in net.named_parameters().items()}
+    return params, rng.bit_generator.state, out.loss, out.logits, logits
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_worker_processes_give_the_same_bits_as_one_thread(shards: int) -> None:
+    one = _train_backend(shards, 1, "threads")
+    procs = _train_backend(shards, 2, "processes")
+    for name in one[0]:
+        assert np.array_equal(one[0][name], procs[0][name]), name
+    assert one[1] == procs[1] and one[2] == procs[2]
+    assert np.array_equal(one[3], procs[3]) and np.array_equal(one[4], procs[4])
+
+
+def test_processes_backend_merges_buffers_like_threads_and_refuses_unknown_backends() -> None:
+    x = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [0.0, 0.0, 0.0, 0.0, 10.0]])  # (2, 5)
+    y = np.array([0, 1, 0, 1, 0])
+    got = {}
+    for threads, backend in ((1, "threads"), (2, "processes")):
+        layer = RunningMean()
+        layer.buffers["mean"][...] = [1.0, -2.0]
+        with DataParallel(Network((2,), [layer]), build_loss("mse"), shards=2,
+                          threads=threads, backend=backend) as par:
+            par.train_step(x, y)
+            par.train_step(x, y)
+        got[backend] = {k: v.copy() for k, v in layer.buffers.items()}
+    assert np.array_equal(got["threads"]["mean"], got["processes"]["mean"])
+    assert int(got["processes"]["count"]) == 2
+    np.testing.assert_allclose(got["processes"]["mean"], [0.81 + 0.57, -1.62 + 0.38])
+    with pytest.raises(ConfigError, match="received 'fibers'"):
+        DataParallel(Network((2,), [RunningMean()]), build_loss("mse"), shards=2, threads=2,
+                     backend="fibers")
