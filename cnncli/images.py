@@ -359,10 +359,12 @@ def prepare_digit_steps(image: np.ndarray, out_hw: tuple[int, int] = (28, 28)) -
     2. invert when the background is light: the background level is the median of a border
        ring (2% of the shorter side, at least 1 pixel); it is light when it lies above the
        midpoint of the image's darkest and lightest values. MNIST is white ink on black.
-    3. remove the background: Otsu's threshold splits ink from background; everything below
-       it becomes 0 (paper texture, noise), and lone ink pixels with no ink neighbour are
-       dropped. The ink is scaled so its 90th percentile is full intensity. No ink (the two
-       classes differ by less than MIN_CONTRAST) is a DataError.
+    3. remove the background: Otsu's threshold splits ink from background, raised when needed
+       to the paper's level plus 4 robust standard deviations of the border's noise (Otsu
+       alone can split inside the paper's noise when the ink is a few percent of the image);
+       everything below it becomes 0 (paper texture, noise), and lone ink pixels with no ink
+       neighbour are dropped. The ink is scaled so its 90th percentile is full intensity. No
+       ink (the two classes differ by less than MIN_CONTRAST) is a DataError.
     4. crop to the ink's bounding box; scale it (Pillow's Lanczos resize, anti-aliased) so it
        fits DIGIT_FRACTION of the frame (20x20 of 28x28), keeping its aspect ratio. Strokes
        that would end up thinner than MIN_STROKE output pixels (a pen line on a large photo)
@@ -383,6 +385,14 @@ def prepare_digit_steps(image: np.ndarray, out_hw: tuple[int, int] = (28, 28)) -
     ink = 1.0 - grey if inverted else grey                           # ink bright, paper dark
 
     threshold, dark_mean, ink_mean = _otsu(ink)
+    # Otsu splits two well-populated classes; a digit is a few percent of a photo, and then
+    # its split can fall inside the paper's noise. The threshold is therefore at least the
+    # paper's level plus 4 robust standard deviations of the border (median absolute
+    # deviation x 1.4826), which no paper pixel of Gaussian-like noise reaches.
+    paper = 1.0 - border if inverted else border
+    level = float(np.median(paper))
+    noise = 1.4826 * float(np.median(np.abs(paper - level)))
+    threshold = max(threshold, level + 4.0 * noise)
     if ink_mean - dark_mean < MIN_CONTRAST:
         raise DataError(f"no ink found: the image is nearly uniform (its two brightness "
                         f"levels differ by {100 * (ink_mean - dark_mean):.0f}% of full scale, "
