@@ -7,7 +7,7 @@ import json
 import click
 
 from cnncli.cli import cli
-from cnncli.cli.options import batch_size_option, data_dir_option, json_option, mirror_option
+from cnncli.cli.options import batch_size_option, data_dir_option_for, json_option, mirror_option
 from cnncli.cli.output import fetching_source, percent
 
 
@@ -19,7 +19,7 @@ from cnncli.cli.output import fetching_source, percent
                    "training file.")
 @batch_size_option("Images per forward pass (default: the run's train.eval_batch_size).")
 @json_option("Print one JSON object: accuracy, loss, per_class, confusion_matrix.")
-@data_dir_option
+@data_dir_option_for(config=False, checkpoint=True)
 @mirror_option
 def eval_(checkpoint: str, split: str, batch_size: int | None, as_json: bool,
           data_dir: str | None, mirrors: tuple[str, ...]) -> None:

@@ -14,7 +14,7 @@ from cnncli.cli.output import fetching_source, percent
 RUN = click.argument("run", type=click.Path(), metavar="RUN|CHECKPOINT")
 OUT = click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
                    help="Folder for the PNG (default: the run folder).")
-data_dir_option = data_dir_option_for(config=False)
+data_dir_option = data_dir_option_for(config=False, checkpoint=True)
 
 
 @cli.command()

@@ -60,10 +60,11 @@ def _data_root() -> str:
 
 # no envvar= here: $CNNCLI_DATA_DIR is read by cnncli.paths.data_root, after a config's
 # data.data_dir, so that the variable never overrides what a config file says
-def data_dir_option_for(config: bool) -> Callable[[F], F]:
+def data_dir_option_for(config: bool, checkpoint: bool = False) -> Callable[[F], F]:
     """--data-dir DIR, its help naming the real default folder (and the config's data_dir
-    where the command reads a config)."""
-    from_config = "the config's data.data_dir, else " if config else ""
+    where the command reads a config, or an idx run's recorded folder for a checkpoint)."""
+    from_config = ("the config's data.data_dir, else " if config else
+                   "an idx run's recorded folder, else " if checkpoint else "")
     return click.option(
         "--data-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
         help="The dataset's folder (a registered dataset's cache, or your idx folder). "
