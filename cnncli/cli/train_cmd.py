@@ -46,7 +46,8 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
             click.echo(format_summary(input_shape, layers))
             action = (f"resuming {info.resumed_from} at epoch {info.resumed_at}"
                       if info.resumed_from else "training")
-            click.echo(f"{action}: {plural(info.train_images, 'training image')}, "
+            on = f" {info.data}" if info.data else ""
+            click.echo(f"{action} on{on}: {plural(info.train_images, 'training image')}, "
                        f"{info.val_images:,} validation")
             click.echo(f"run folder {info.run_dir}")
 

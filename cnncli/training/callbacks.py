@@ -22,6 +22,8 @@ class StartInfo:
     net: Any = None
     #: what the user should hear before training starts (e.g. what --init-from took)
     notes: tuple[str, ...] = ()
+    #: the data it trains on, in words ('MNIST', 'idx folder /x (train images sha256 ...)')
+    data: str = ""
 
 
 class Callbacks:

@@ -217,7 +217,8 @@ def _run(plan: TrainPlan, source: DataSource, cb: Callbacks, stop: StopFlag | No
         raise TrainingInterrupted(None, trainer.epoch + 1, 0, trainer.step)
     cb.on_start(StartInfo(plan.run_dir, len(data.train), len(data.val) if data.val else 0,
                           ckpt.epoch + 1 if ckpt else None, ckpt.source if ckpt else None,
-                          trainer.steps_per_epoch, net, tuple(start_notes)))
+                          trainer.steps_per_epoch, net, tuple(start_notes),
+                          arrays.identity.describe()))
     if not handle_ctrl_c:
         summary = trainer.fit(cb, stop)
     else:
