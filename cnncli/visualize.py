@@ -99,6 +99,11 @@ class TestResults:
         return self.evaluation.labels
 
 
+def test_images(view: RunView, source: DataSource) -> np.ndarray:
+    """The run's test images (uint8 (N, H, W)), loaded by the checkpoint's data identity."""
+    return source.load(view.cfg.run.data, DataIdentity.from_dict(view.ckpt.data)).test_images
+
+
 def test_results(view: RunView, source: DataSource, batch_size: int = 1000) -> TestResults:
     """Load the run's test images by the checkpoint's data identity and score them."""
     t0 = time.perf_counter()

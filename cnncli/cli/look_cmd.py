@@ -131,7 +131,7 @@ def plot_activations(run: str, out: str | None, image_path: str | None, index: i
     """Feature maps: one image carried through every layer, each channel's activation shown."""
     from cnncli.errors import DataError
     from cnncli.images import prepare_digit, read_image_inputs
-    from cnncli.visualize import draw_activations, open_run, test_results
+    from cnncli.visualize import draw_activations, open_run, test_images
 
     if image_path is not None and index is not None:
         raise click.UsageError("give --image or --index, not both")
@@ -144,11 +144,11 @@ def plot_activations(run: str, out: str | None, image_path: str | None, index: i
             raise DataError(items[0].error or f"{image_path}: no image")
         image = prepare_digit(items[0].image, tuple(view.cfg.run.model.input_shape[1:]), raw=raw)
     else:
-        test = test_results(view, fetching_source(data_dir, mirrors, False))
+        images = test_images(view, fetching_source(data_dir, mirrors, False))
         i = 0 if index is None else index
-        if i >= len(test.images):
-            raise click.UsageError(f"--index {i}: the test set has {len(test.images):,} images")
-        image = test.images[i]
+        if i >= len(images):
+            raise click.UsageError(f"--index {i}: the test set has {len(images):,} images")
+        image = images[i]  # only this image goes through the network, not the test set
     click.echo(draw_activations(view, image, out).path)
 
 
