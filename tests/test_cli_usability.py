@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from synthetic_mnist import write_idx_folder
 
+import cnncli
 from cnncli.cli import cli
 from cnncli.cli.output import epoch_header, epoch_line
 from cnncli.config import load_config
@@ -71,15 +72,27 @@ def test_a_key_of_another_type_shows_the_one_line_fix():
     assert run("config", "show", "lenet", "--set", "optimizer={type: sgd, momentum: 0.9}")[0] == 0
 
 
+def _comment(preset: str, key: str) -> str:
+    """A preset file's own `# key: ...` line, read here independently of cnncli."""
+    text = (Path(cnncli.__file__).parent / "configs" / f"{preset}.yaml").read_text()
+    return re.search(rf"^# {key}: (.+)$", text, re.M).group(1)
+
+
 def test_config_list_shows_every_preset_with_its_figures():
-    code, out, _ = run("config", "list")
+    result = CliRunner().invoke(cli, ["config", "list"], env={"COLUMNS": "80"})
+    code, out = result.exit_code, result.stdout
     assert code == 0
-    for name in ("lenet", "lenet5-classic", "lenet-mse", "mlp"):
+    presets = sorted(p.stem for p in (Path(cnncli.__file__).parent / "configs").glob("*.yaml"))
+    assert {"lenet", "lenet5-classic", "lenet-mse", "mlp", "mnist-best", "fashion"} <= set(presets)
+    flat = " ".join(out.split())  # the figures may wrap
+    for name in presets:
         assert re.search(rf"^{re.escape(name)}$", out, re.M)
-    assert "accuracy 99.13 / 99.28 / 99.31%" in out
+        assert f"accuracy {_comment(name, 'accuracy')}; time {_comment(name, 'time')}" in flat
+    assert all(len(line) <= 80 for line in out.splitlines()), out
     code, out, _ = run("config", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out)}
-    assert rows["mlp"]["accuracy"].startswith("98.30%") and "AMD EPYC" in rows["mlp"]["time"]
+    assert set(rows) == set(presets)
+    assert rows["mlp"]["accuracy"] == _comment("mlp", "accuracy")
     assert rows["lenet"]["description"].startswith("LeNet-5 sizes with modern parts")
 
 

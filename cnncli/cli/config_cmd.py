@@ -46,7 +46,9 @@ def config_list(as_json: bool) -> None:
         click.echo(f"{info.name}")
         for line in textwrap.wrap(info.description, width - 4):
             click.echo(f"    {line}")
-        click.echo(f"    accuracy {info.accuracy}; time {info.time}")
+        for line in textwrap.wrap(f"accuracy {info.accuracy}; time {info.time}", width - 4,
+                                  break_on_hyphens=False):
+            click.echo(f"    {line}")
     click.echo("Use one with: cnncli train NAME; see it whole with: cnncli config show NAME")
 
 
