@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.errors import CheckpointError, ConfigError
+from cnncli.flat import FlatLayout
 from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
 
 Shape = tuple[int, ...]
@@ -94,12 +95,76 @@ def _sign_of(spec: LayerSpec) -> str:
 
 
 class Network:
-    """An ordered list of built layers with named parameters `layers.<i>.<name>`."""
+    """An ordered list of built layers with named parameters `layers.<i>.<name>`.
+
+    The parameters lie end to end in one vector, `param_vector` (the layers' `params` are
+    views into it, in `named_parameters()` order), and after each backward pass the gradients
+    lie the same way in `grad_vector` (the layers' `grads` become views into it): an optimizer
+    or a sum of shard gradients then works on one array instead of one per tensor
+    (cnncli.flat). Every parameter must have the same dtype.
+    """
 
     def __init__(self, input_shape: Shape, layers: list[Layer]) -> None:
         self.input_shape = tuple(input_shape)
         self.layers = layers
         self.output_shape = layers[-1].output_shape if layers else self.input_shape
+        params = self.named_parameters()
+        dtypes = {p.dtype for p in params.values()}
+        if len(dtypes) > 1:
+            raise ValueError(f"a network's parameters must share one dtype, received "
+                             f"{sorted(str(d) for d in dtypes)}")
+        dtype = dtypes.pop() if dtypes else np.dtype(np.float64)
+        #: names, shapes and offsets of the parameters in param_vector and grad_vector
+        self.layout = FlatLayout({k: p.shape for k, p in params.items()})
+        #: every parameter, end to end; each layer's params are views into it
+        self.param_vector = np.empty(self.layout.size, dtype=dtype)
+        self.layout.gather(params, self.param_vector)
+        self._bind(self.param_vector, "params")
+        #: every gradient of the last backward pass, end to end (see collect_gradients)
+        self.grad_vector = np.zeros(self.layout.size, dtype=dtype)
+        self._grad_views = self._views(self.grad_vector)
+        self._bind(self.grad_vector, "grads")  # zeros until the first backward pass
+
+    def __copy__(self) -> Network:
+        """A shallow copy (the same layers and parameters) with a gradient vector of its own:
+        a replica that runs backward must not write into this network's gradients."""
+        other = Network.__new__(Network)
+        other.__dict__.update(self.__dict__)
+        other.grad_vector = np.zeros_like(self.grad_vector)
+        other._grad_views = other._views(other.grad_vector)
+        return other
+
+    def _views(self, vector: np.ndarray) -> list[tuple[int, str, np.ndarray]]:
+        """(layer index, parameter name, its view of vector), in named_parameters() order."""
+        views = self.layout.views(vector)
+        return [(i, name, views[f"layers.{i}.{name}"])
+                for i, layer in enumerate(self.layers) for name in layer.params]
+
+    def _bind(self, vector: np.ndarray, kind: str) -> None:
+        """Make every layer's `params` (or `grads`) entries the views of vector."""
+        for i, name, view in self._views(vector):
+            getattr(self.layers[i], kind)[name] = view
+
+    def use_parameters(self, vector: np.ndarray) -> None:
+        """Make vector (layout.size,) this network's param_vector, nothing copied: each layer
+        gets a params dict of its own (a replica's was shared) holding views of vector."""
+        for layer in self.layers:
+            layer.params = dict(layer.params)
+        self.param_vector = vector
+        self._bind(vector, "params")
+
+    def collect_gradients(self) -> None:
+        """Copy every layer's gradients into grad_vector and make them views of it (backward
+        does it at the end; call it after running the layers' backward passes yourself).
+
+        The views are the same array objects from step to step."""
+        layers = self.layers
+        for i, name, view in self._grad_views:
+            grads = layers[i].grads
+            g = grads[name]
+            if g is not view:
+                np.copyto(view, g)
+                grads[name] = view
 
     def forward(self, x: np.ndarray, *, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray:
@@ -117,7 +182,8 @@ class Network:
         return out
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
-        """dout: (K, N) -> dx: (C, H, W, N); each layer's grads are overwritten.
+        """dout: (K, N) -> dx: (C, H, W, N); each layer's grads are overwritten (and collected
+        into grad_vector).
 
         Training needs no gradient with respect to the images: `input_grad=False` lets the
         first layer skip it (for a first conv layer, the largest col2im of the step) and
@@ -126,6 +192,7 @@ class Network:
         last = len(self.layers) - 1
         for i in range(last, -1, -1):
             dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
+        self.collect_gradients()
         return dout if input_grad else None
 
     def named_parameters(self) -> dict[str, np.ndarray]:

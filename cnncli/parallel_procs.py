@@ -46,12 +46,9 @@ class ForkedWorkers:
                        for k in (getattr(layer, "buffers", None) or {})]
         bsizes = [net.layers[i].buffers[k].size for i, k in self.bnames]
         self.boffsets = np.cumsum([0, *bsizes]).tolist()
-        self.names = [(i, name) for i, layer in enumerate(net.layers) for name in layer.params]
-        params = [net.layers[i].params[name] for i, name in self.names]
-        self.dtype = params[0].dtype if params else np.dtype(np.float64)
-        self.sizes = [p.size for p in params]
-        self.offsets = np.cumsum([0, *self.sizes]).tolist()
-        total = self.offsets[-1]
+        # parameters and gradients travel as the network's vectors, end to end
+        self.dtype = net.param_vector.dtype
+        total = net.layout.size
         self.in_shape = tuple(net.input_shape)
         d = int(np.prod(self.in_shape))
         k = int(np.prod(net.output_shape))
@@ -104,19 +101,17 @@ class ForkedWorkers:
             raise RuntimeError(f"DataParallel worker process(es) {failed} failed")
 
     def _params_in(self) -> None:
-        flat = self.a["params"]
-        net = self.par.net
-        for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
-            flat[a:b] = net.layers[i].params[name].reshape(-1)
+        self.a["params"][...] = self.par.net.param_vector
 
     def _buffers(self, net: Any) -> list[tuple[np.ndarray, int, int]]:
         return [(net.layers[i].buffers[k], a, b) for (i, k), a, b in
                 zip(self.bnames, self.boffsets[:-1], self.boffsets[1:], strict=True)]
 
     def train(self, x: np.ndarray, y: np.ndarray, bounds: list[tuple[int, int]],
-              seeds: list[int] | None, n: int, job: Any) -> list[Any]:
+              seeds: list[int] | None, n: int, job: Any,
+              remote: dict[int, np.ndarray]) -> list[Any]:
         """Run shard s on process s % threads; return [(loss, logits)] in shard order and
-        leave each remote shard's gradient in its replica's grads (views into the block)."""
+        put each remote shard's gradient vector (a view into the block) in `remote[s]`."""
         par = self.par
         if n > self.capacity or x.dtype != self.dtype:  # then all here: same bits, one core
             return [job(s) for s in range(len(bounds))]
@@ -137,11 +132,7 @@ class ForkedWorkers:
             if s % t == 0:
                 continue
             a, b = bounds[s]
-            grads = par.replicas[s].layers
-            for (i, name), o0, o1 in zip(self.names, self.offsets[:-1], self.offsets[1:],
-                                         strict=True):
-                grads[i].grads[name] = self.a["grads"][s, o0:o1].reshape(
-                    par.net.layers[i].params[name].shape)
+            remote[s] = self.a["grads"][s]
             for (i, k), o0, o1 in zip(self.bnames, self.boffsets[:-1], self.boffsets[1:],
                                       strict=True):
                 mine = par.replicas[s].layers[i].buffers
@@ -187,12 +178,7 @@ class ForkedWorkers:
         par = self.par
         net = par.replicas[w]
         loss = copy.copy(par.losses[0])
-        flat = self.a["params"]
-        for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
-            layer = net.layers[i]
-            if layer.params is par.net.layers[i].params:  # shared dict: give this copy its own
-                layer.params = dict(layer.params)
-            layer.params[name] = flat[a:b].reshape(layer.params[name].shape)
+        net.use_parameters(self.a["params"])  # this copy's parameters: views into the block
         t = par.threads
         while True:
             msg = b""
@@ -217,9 +203,7 @@ class ForkedWorkers:
                             buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
                         value, out = run_shard(net, loss, xs, self.a["y"][a:b].copy(), rng,
                                                (b - a) / n if len(bounds) > 1 else None)
-                        for (i, name), o0, o1 in zip(self.names, self.offsets[:-1],
-                                                     self.offsets[1:], strict=True):
-                            self.a["grads"][s, o0:o1] = net.layers[i].grads[name].reshape(-1)
+                        self.a["grads"][s] = net.grad_vector
                         self.a["logits"][:, a:b] = out
                         self.a["loss"][s] = value
                         for buf, o0, o1 in self._buffers(net):
