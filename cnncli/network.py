@@ -21,6 +21,7 @@ import numpy as np
 from cnncli.errors import CheckpointError, ConfigError
 from cnncli.flat import FlatLayout
 from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
+from cnncli.layers.base import FUSED_PAIRS
 
 Shape = tuple[int, ...]
 #: a network with more parameters than this is refused as a config error
@@ -124,6 +125,7 @@ class Network:
         self.grad_vector = np.zeros(self.layout.size, dtype=dtype)
         self._grad_views = self._views(self.grad_vector)
         self._bind(self.grad_vector, "grads")  # zeros until the first backward pass
+        self._steps: list[Any] = [step for _, step in self.steps()]  # the last forward's
 
     def __copy__(self) -> Network:
         """A shallow copy (the same layers and parameters) with a gradient vector of its own:
@@ -166,11 +168,26 @@ class Network:
                 np.copyto(view, g)
                 grads[name] = view
 
+    def steps(self) -> list[tuple[int, Any]]:
+        """What forward and backward run, in order, each with the index of its (first) layer:
+        the layers, except that a layer and the next one that form a registered fused pair
+        (cnncli.layers.base.FUSED_PAIRS, e.g. a relu then a maxpool) run as one step, with
+        the same values."""
+        layers, out, i = self.layers, [], 0
+        while i < len(layers):
+            make = FUSED_PAIRS.get((type(layers[i]), type(layers[i + 1]))) \
+                if i + 1 < len(layers) else None
+            fused = make(layers[i], layers[i + 1]) if make is not None else None
+            out.append((i, fused if fused is not None else layers[i]))
+            i += 2 if fused is not None else 1
+        return out
+
     def forward(self, x: np.ndarray, *, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray:
         """x: (C, H, W, N) -> output (K, N). `rng` drives dropout when training."""
-        for layer in self.layers:
-            x = layer.forward(x, training, rng)
+        self._steps = [step for _, step in self.steps()]  # what backward runs back
+        for step in self._steps:
+            x = step.forward(x, training, rng)
         return x
 
     def activations(self, x: np.ndarray) -> list[np.ndarray]:
@@ -189,9 +206,9 @@ class Network:
         first layer skip it (for a first conv layer, the largest col2im of the step) and
         returns None.
         """
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
+        steps = self._steps
+        for i in range(len(steps) - 1, -1, -1):
+            dout = steps[i].backward(dout, input_grad=input_grad or i > 0)
         self.collect_gradients()
         return dout if input_grad else None
 

@@ -145,12 +145,35 @@ class Layer:
         """A fingerprint of the last forward's discrete choices (empty when not kinked)."""
         return b""
 
+    def describe(self) -> str:
+        """Its spec's short description, e.g. `conv 6@5x5 s1 same`."""
+        return self.spec.describe()
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
         return f"{type(self).__name__}({args})"
 
 
 LAYERS: Registry[type[Layer]] = Registry("layer type")
+
+#: fused pairs: (type of a layer, type of the layer right after it) -> a function making the
+#: step that runs both at once, or None when these two cannot be fused (see fuse_pair). The
+#: types must match exactly: a subclass (e.g. a deliberately broken one) runs on its own.
+FUSED_PAIRS: dict[tuple[type[Layer], type[Layer]], Callable[[Any, Any], Any]] = {}
+
+
+def fuse_pair(first: type[Layer], second: type[Layer]
+              ) -> Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]]:
+    """Decorator: `make(a, b)` builds one step doing layer a then layer b, for a Network to run
+    instead of the two (forward(x, training, rng) and backward(dout, input_grad), a pure
+    forward/backward pair of its own underneath, the same values as the two in turn; the
+    layers stay in the network, and the step keeps their caches in them)."""
+    def register(make: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        if (first, second) in FUSED_PAIRS:
+            raise ValueError(f"{first.__name__} + {second.__name__} is already fused")
+        FUSED_PAIRS[(first, second)] = make
+        return make
+    return register
 
 
 def register_layer(cls: type[Layer]) -> type[Layer]:
