@@ -15,6 +15,7 @@ separate arrays still works (element by element, array by array).
 from __future__ import annotations
 
 import math
+import mmap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -45,6 +46,25 @@ class FlatLayout:
         for (k, s), a, b in zip(self.shapes.items(), self.offsets[:-1], self.offsets[1:],
                                 strict=True):
             np.copyto(vector[a:b].reshape(s), arrays[k])
+
+
+def shared_zeros(size: int, dtype: np.dtype | type) -> np.ndarray:
+    """A zeroed (size,) array in anonymous shared memory: a process forked after it was made
+    reads and writes the same values (a network's parameters, read by DataParallel's worker
+    processes without a copy per step)."""
+    dtype = np.dtype(dtype)
+    mem = mmap.mmap(-1, max(1, size * dtype.itemsize))  # MAP_SHARED, zero-filled
+    return np.frombuffer(mem, dtype=dtype, count=size)
+
+
+def is_shared(a: np.ndarray) -> bool:
+    """Whether a lies in memory made by shared_zeros (or another shared mmap)."""
+    base = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):  # np.frombuffer's base
+        base = base.obj
+    return isinstance(base, mmap.mmap)
 
 
 def _address(a: np.ndarray) -> int:

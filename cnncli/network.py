@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.errors import CheckpointError, ConfigError
-from cnncli.flat import FlatLayout
+from cnncli.flat import FlatLayout, shared_zeros
 from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
 from cnncli.layers.base import FUSED_PAIRS
 
@@ -99,7 +99,8 @@ class Network:
     """An ordered list of built layers with named parameters `layers.<i>.<name>`.
 
     The parameters lie end to end in one vector, `param_vector` (the layers' `params` are
-    views into it, in `named_parameters()` order), and after each backward pass the gradients
+    views into it, in `named_parameters()` order; in shared memory, so that processes forked
+    later see every update), and after each backward pass the gradients
     lie the same way in `grad_vector` (the layers' `grads` become views into it): an optimizer
     or a sum of shard gradients then works on one array instead of one per tensor
     (cnncli.flat). Every parameter must have the same dtype.
@@ -117,8 +118,9 @@ class Network:
         dtype = dtypes.pop() if dtypes else np.dtype(np.float64)
         #: names, shapes and offsets of the parameters in param_vector and grad_vector
         self.layout = FlatLayout({k: p.shape for k, p in params.items()})
-        #: every parameter, end to end; each layer's params are views into it
-        self.param_vector = np.empty(self.layout.size, dtype=dtype)
+        #: every parameter, end to end; each layer's params are views into it. In shared
+        #: memory: worker processes forked later (DataParallel) read the live values.
+        self.param_vector = shared_zeros(self.layout.size, dtype)
         self.layout.gather(params, self.param_vector)
         self._bind(self.param_vector, "params")
         #: every gradient of the last backward pass, end to end (see collect_gradients)
@@ -146,14 +148,6 @@ class Network:
         """Make every layer's `params` (or `grads`) entries the views of vector."""
         for i, name, view in self._views(vector):
             getattr(self.layers[i], kind)[name] = view
-
-    def use_parameters(self, vector: np.ndarray) -> None:
-        """Make vector (layout.size,) this network's param_vector, nothing copied: each layer
-        gets a params dict of its own (a replica's was shared) holding views of vector."""
-        for layer in self.layers:
-            layer.params = dict(layer.params)
-        self.param_vector = vector
-        self._bind(vector, "params")
 
     def collect_gradients(self) -> None:
         """Copy every layer's gradients into grad_vector and make them views of it (backward

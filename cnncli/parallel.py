@@ -277,18 +277,15 @@ class DataParallel:
         """
         n = x.shape[-1]
         bounds = shard_bounds(n, self.shards)
-        gens: list[np.random.Generator | None] = [rng]
-        seeds = None
-        if self.shards > 1:
-            seeds = shard_seeds(rng, self.shards) if rng is not None else None
-            gens = [np.random.Generator(np.random.PCG64(v)) for v in seeds] if seeds \
-                else [None] * self.shards
+        seeds = shard_seeds(rng, self.shards) if self.shards > 1 and rng is not None else None
         self._sync_buffers(len(bounds))
 
         def job(s: int) -> tuple[float, np.ndarray]:
             a, b = bounds[s]
             xs = x[..., a:b] if len(bounds) == 1 else np.ascontiguousarray(x[..., a:b])
-            return run_shard(self.replicas[s], self.losses[s], xs, y[a:b], gens[s],
+            gen = rng if self.shards == 1 else (  # made where the shard runs
+                np.random.Generator(np.random.PCG64(seeds[s])) if seeds is not None else None)
+            return run_shard(self.replicas[s], self.losses[s], xs, y[a:b], gen,
                              (b - a) / n if len(bounds) > 1 else None)
 
         remote: dict[int, np.ndarray] = {}

@@ -4,13 +4,15 @@ Threads share one GIL: every Python line between NumPy calls runs on one core at
 a LeNet shard step of 32 images spends about a third of its time there (2 of 6 ms: the same
 step on 1 image takes 2 ms). Worker processes have
 a GIL each. Worker w (1 .. threads-1) is forked when the DataParallel opens; it owns a copy
-of replica w, whose parameters are views into the shared block. Per training step the
-parent copies the parameters and the batch into the block and writes one command per worker
-to a pipe; worker w runs shards w, w + threads, ... (the same `run_shard` the threads run, one
-BLAS thread, the shard generator seeded from the same drawn integer), writes each shard's
-gradient, logits and loss into the block and answers one byte. The parent runs its own
-shards meanwhile, then sums the gradients in shard order as before: the bits are the same as
-with threads. Nothing is pickled: commands are packed integers, data is the shared block.
+of replica w, whose parameters are the network's own: the network keeps its parameter vector
+in shared memory (cnncli.flat.shared_zeros), so every optimizer step is seen by the workers
+without a copy. Per training step the parent copies the batch into the block and writes one
+command per worker to a pipe; worker w runs shards w, w + threads, ... (the same `run_shard`
+the threads run, one BLAS thread, the shard generator seeded from the same drawn integer),
+writes each shard's gradient vector, logits and loss into the block and answers one byte.
+The parent runs its own shards meanwhile, then sums the gradients in shard order as before:
+the bits are the same as with threads. Nothing is pickled: commands are packed integers,
+data is the shared block.
 
 Buffers (batch-norm statistics) travel through the block as float64 (exact for float32
 values and integer counters): each worker shard starts from the network's buffers as they
@@ -29,6 +31,8 @@ import struct
 from typing import Any
 
 import numpy as np
+
+from cnncli.flat import is_shared
 
 #: the widest batch (columns) the shared block holds; wider ones run in the parent alone
 CAPACITY = 1024
@@ -53,7 +57,10 @@ class ForkedWorkers:
         d = int(np.prod(self.in_shape))
         k = int(np.prod(net.output_shape))
         s = par.shards
-        layout = [("params", (total,), self.dtype), ("grads", (s, total), self.dtype),
+        if not is_shared(net.param_vector):
+            raise ValueError("the network's param_vector must lie in shared memory "
+                             "(cnncli.flat.shared_zeros), as Network makes it")
+        layout = [("grads", (s, total), self.dtype),
                   ("x", (d, capacity), self.dtype), ("y", (capacity,), np.int64),
                   ("logits", (k, capacity), self.dtype), ("loss", (s,), np.float64),
                   ("seeds", (s,), np.int64), ("buf_in", (self.boffsets[-1],), np.float64),
@@ -100,9 +107,6 @@ class ForkedWorkers:
         if failed:
             raise RuntimeError(f"DataParallel worker process(es) {failed} failed")
 
-    def _params_in(self) -> None:
-        self.a["params"][...] = self.par.net.param_vector
-
     def _buffers(self, net: Any) -> list[tuple[np.ndarray, int, int]]:
         return [(net.layers[i].buffers[k], a, b) for (i, k), a, b in
                 zip(self.bnames, self.boffsets[:-1], self.boffsets[1:], strict=True)]
@@ -115,7 +119,6 @@ class ForkedWorkers:
         par = self.par
         if n > self.capacity or x.dtype != self.dtype:  # then all here: same bits, one core
             return [job(s) for s in range(len(bounds))]
-        self._params_in()
         for buf, a, b in self._buffers(par.net):  # before shard 0 updates the network's own
             self.a["buf_in"][a:b] = buf.reshape(-1)
         self.a["x"][:, :n] = x.reshape(-1, n)
@@ -146,7 +149,6 @@ class ForkedWorkers:
         n = x.shape[-1]
         if n > self.capacity or x.dtype != self.dtype:
             return [job(p) for p in range(len(pieces))]
-        self._params_in()
         self.a["x"][:, :n] = x.reshape(-1, n)
         self._send(b"E", n, False)
         t = self.par.threads
@@ -178,7 +180,6 @@ class ForkedWorkers:
         par = self.par
         net = par.replicas[w]
         loss = copy.copy(par.losses[0])
-        net.use_parameters(self.a["params"])  # this copy's parameters: views into the block
         t = par.threads
         while True:
             msg = b""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import mmap
+import os
 
 import numpy as np
 import pytest
 
-from cnncli.flat import FlatLayout, tiled
+from cnncli.flat import FlatLayout, is_shared, shared_zeros, tiled
 
 SHAPES = {"a": (2, 3), "b": (3,), "c": (2, 2, 2)}
 
@@ -57,3 +58,32 @@ def test_tiled_finds_views_of_a_row_of_a_shared_memory_block() -> None:
     whole = tiled(list(layout.views(block[1]).values()))
     assert whole is not None and np.shares_memory(whole, block[1])
     assert not np.shares_memory(whole, block[0]) and not np.shares_memory(whole, block[2])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_shared_zeros_are_seen_and_written_by_a_process_forked_later() -> None:
+    a = shared_zeros(5, np.float32)
+    assert a.dtype == np.float32 and a.tolist() == [0.0] * 5 and is_shared(a[1:3])
+    assert not is_shared(np.zeros(5))
+    a[0] = 1.5
+    pid = os.fork()
+    if pid == 0:  # the child: reads the parent's value, writes one back
+        a[1] = a[0] * 2
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert a[1] == 3.0
+
+
+def test_a_networks_parameters_lie_in_shared_memory_and_the_optimizer_sees_one_vector() -> None:
+    from cnncli.network import build_model
+    from cnncli.optim import build_optimizer
+
+    net = build_model((1, 6, 6), [{"type": "conv", "filters": 2, "kernel": 3},
+                                  {"type": "flatten"}, {"type": "dense", "units": 3}],
+                      rng=np.random.default_rng(0))
+    assert is_shared(net.param_vector)
+    params = list(net.named_parameters().values())
+    assert tiled(params) is not None and np.shares_memory(tiled(params), net.param_vector)
+    opt = build_optimizer({"type": "adam"}, net.named_parameters())
+    opt.step(net.named_gradients())
+    assert opt._last_vector is not None and np.shares_memory(opt._last_vector, net.grad_vector)
