@@ -121,12 +121,16 @@ class ForkedWorkers:
             return [job(s) for s in range(len(bounds))]
         for buf, a, b in self._buffers(par.net):  # before shard 0 updates the network's own
             self.a["buf_in"][a:b] = buf.reshape(-1)
-        self.a["x"][:, :n] = x.reshape(-1, n)
-        self.a["y"][:n] = y
+        t = par.threads
+        flat = x.reshape(-1, n)
+        for s in range(len(bounds)):  # the workers' shards only
+            if s % t:
+                a, b = bounds[s]
+                self.a["x"][:, a:b] = flat[:, a:b]
+                self.a["y"][a:b] = y[a:b]
         if seeds is not None:
             self.a["seeds"][: len(seeds)] = seeds
         self._send(b"T", n, seeds is not None)
-        t = par.threads
         results: list[Any] = [None] * len(bounds)
         for s in range(0, len(bounds), t):
             results[s] = job(s)
@@ -149,9 +153,13 @@ class ForkedWorkers:
         n = x.shape[-1]
         if n > self.capacity or x.dtype != self.dtype:
             return [job(p) for p in range(len(pieces))]
-        self.a["x"][:, :n] = x.reshape(-1, n)
-        self._send(b"E", n, False)
         t = self.par.threads
+        flat = x.reshape(-1, n)
+        for p in range(len(pieces)):  # the workers' pieces only
+            if p % t:
+                a, b = pieces[p]
+                self.a["x"][:, a:b] = flat[:, a:b]
+        self._send(b"E", n, False)
         out: list[Any] = [None] * len(pieces)
         for p in range(0, len(pieces), t):
             out[p] = job(p)
