@@ -68,6 +68,14 @@ def _covers(x_shape: tuple[int, ...], size: tuple[int, int], stride: tuple[int, 
     return (size == stride and x_shape[1] % size[0] == 0 and x_shape[2] % size[1] == 0)
 
 
+def _tap_major(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """a: (C, OH*KH, OW*KW, N), windows tiling it exactly -> the view (KH, KW, C, OH, OW, N):
+    [i, j] is tap (i, j) of every window. Copying to or from it moves every tap at once."""
+    c, h, w, n = a.shape
+    kh, kw = size
+    return a.reshape(c, h // kh, kh, w // kw, kw, n).transpose(2, 4, 0, 1, 3, 5)
+
+
 def maxpool2d_forward(
     x: np.ndarray, size: tuple[int, int], stride: tuple[int, int]
 ) -> tuple[np.ndarray, PoolCache]:
@@ -101,8 +109,14 @@ def maxpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
         raise ValueError("maxpool2d_backward needs a cache from maxpool2d_forward")
     disjoint = _disjoint(cache.size, cache.stride)
     covered = _covers(cache.x_shape, cache.size, cache.stride)
-    dx = np.empty(cache.x_shape, dtype=dout.dtype) if covered else np.zeros(
-        cache.x_shape, dtype=dout.dtype)
+    if covered:  # every tap's dout * hit in one pass, then one copy into place
+        count = cache.size[0] * cache.size[1]
+        taps = np.arange(count, dtype=cache.argmax.dtype).reshape(count, 1, 1, 1, 1)
+        per_tap = np.multiply(dout, np.equal(cache.argmax, taps))  # (T, C, OH, OW, N)
+        dx = np.empty(cache.x_shape, dtype=dout.dtype)
+        np.copyto(_tap_major(dx, cache.size), per_tap.reshape(*cache.size, *dout.shape))
+        return dx
+    dx = np.zeros(cache.x_shape, dtype=dout.dtype)
     hit = np.empty(dout.shape, dtype=bool)
     for t, (rows, cols) in _taps(cache.x_shape, cache.size, cache.stride):
         np.equal(cache.argmax, t, out=hit)
