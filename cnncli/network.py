@@ -21,7 +21,7 @@ import numpy as np
 from cnncli.errors import CheckpointError, ConfigError
 from cnncli.flat import FlatLayout, shared_zeros
 from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
-from cnncli.layers.base import FUSED_PAIRS
+from cnncli.layers.base import FUSED_PAIRS, Step
 
 Shape = tuple[int, ...]
 #: a network with more parameters than this is refused as a config error
@@ -127,7 +127,7 @@ class Network:
         self.grad_vector = np.zeros(self.layout.size, dtype=dtype)
         self._grad_views = self._views(self.grad_vector)
         self._bind(self.grad_vector, "grads")  # zeros until the first backward pass
-        self._steps: list[Any] = [step for _, step in self.steps()]  # the last forward's
+        self._steps: list[Step] = [step for _, step in self.steps()]  # the last forward's
 
     def __copy__(self) -> Network:
         """A shallow copy (the same layers and parameters) with a gradient vector of its own:
@@ -162,18 +162,20 @@ class Network:
                 np.copyto(view, g)
                 grads[name] = view
 
-    def steps(self) -> list[tuple[int, Any]]:
+    def steps(self) -> list[tuple[int, Step]]:
         """What forward and backward run, in order, each with the index of its (first) layer:
         the layers, except that a layer and the next one that form a registered fused pair
         (cnncli.layers.base.FUSED_PAIRS, e.g. a relu then a maxpool) run as one step, with
         the same values."""
-        layers, out, i = self.layers, [], 0
+        layers = self.layers
+        out: list[tuple[int, Step]] = []
+        i = 0
         while i < len(layers):
-            make = FUSED_PAIRS.get((type(layers[i]), type(layers[i + 1]))) \
-                if i + 1 < len(layers) else None
-            fused = make(layers[i], layers[i + 1]) if make is not None else None
+            pair = layers[i:i + 2]
+            make = FUSED_PAIRS.get((type(pair[0]), type(pair[-1]))) if len(pair) == 2 else None
+            fused = make(*pair) if make is not None else None
             out.append((i, fused if fused is not None else layers[i]))
-            i += 2 if fused is not None else 1
+            i += 1 if fused is None else 2
         return out
 
     def forward(self, x: np.ndarray, *, training: bool = False,
