@@ -72,18 +72,3 @@ def test_shared_zeros_are_seen_and_written_by_a_process_forked_later() -> None:
         os._exit(0)
     os.waitpid(pid, 0)
     assert a[1] == 3.0
-
-
-def test_a_networks_parameters_lie_in_shared_memory_and_the_optimizer_sees_one_vector() -> None:
-    from cnncli.network import build_model
-    from cnncli.optim import build_optimizer
-
-    net = build_model((1, 6, 6), [{"type": "conv", "filters": 2, "kernel": 3},
-                                  {"type": "flatten"}, {"type": "dense", "units": 3}],
-                      rng=np.random.default_rng(0))
-    assert is_shared(net.param_vector)
-    params = list(net.named_parameters().values())
-    assert tiled(params) is not None and np.shares_memory(tiled(params), net.param_vector)
-    opt = build_optimizer({"type": "adam"}, net.named_parameters())
-    opt.step(net.named_gradients())
-    assert opt._last_vector is not None and np.shares_memory(opt._last_vector, net.grad_vector)

@@ -385,14 +385,3 @@ def test_training_steps_give_the_bits_of_a_layer_by_layer_tensor_by_tensor_refer
         assert p.dtype == np.float32 and fast[name].tobytes() == p.tobytes(), name
     start = build_model((1, 28, 28), LENET, rng=np.random.default_rng(11)).named_parameters()
     assert not np.array_equal(fast["layers.3.weight"], start["layers.3.weight"])  # it trained
-
-
-def test_a_network_runs_relu_then_non_overlapping_maxpool_as_one_step() -> None:
-    net = build_model((1, 28, 28), LENET, rng=np.random.default_rng(0))
-    steps = [(i, type(s).__name__) for i, s in net.steps()]
-    assert steps[:5] == [(0, "Conv"), (1, "ReluMaxPool"), (3, "Conv"), (4, "ReluMaxPool"),
-                         (6, "Flatten")]
-    assert len(steps) == len(LENET) - 2 and steps[-1] == (len(LENET) - 1, "Dense")
-    overlapping = [*LENET[:2], {"type": "maxpool", "size": 3, "stride": 2}, *LENET[6:]]
-    net = build_model((1, 28, 28), overlapping, rng=np.random.default_rng(0))
-    assert [type(s).__name__ for _, s in net.steps()][:3] == ["Conv", "ReLU", "MaxPool"]
