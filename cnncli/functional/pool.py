@@ -150,16 +150,13 @@ def relu_maxpool2d_forward(
     itype = np.int8 if len(views) < 128 else np.int32
     zero = np.zeros(taps.shape[1:], dtype=x.dtype)  # against an array: vectorised
     out = np.maximum(taps[0], zero)  # relu(x_0); a -0.0 becomes +0.0, as in relu_forward
-    route = np.less(taps[0], zero).astype(itype)
-    route *= itype(len(views))  # tap 0 where x_0 >= 0, else no tap
+    route = np.zeros(out.shape, dtype=itype)  # tap 0 where x_0 >= 0, else no tap:
+    np.copyto(route, len(views), where=taps[0] < zero)
     above = np.empty(out.shape, dtype=bool)
-    move = np.empty(out.shape, dtype=itype)
     for t in range(1, len(views)):
         np.greater(taps[t], out, out=above)  # a new first maximum of relu(x)
         np.maximum(taps[t], out, out=out)  # ties keep out: the bits relu-then-pool gives
-        np.subtract(itype(t), route, out=move)
-        move *= above
-        route += move  # route = t where above, else unchanged
+        np.copyto(route, t, where=above)
     return out, PoolCache(x.shape, size, stride, route)
 
 
