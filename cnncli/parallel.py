@@ -140,13 +140,19 @@ def shard_seeds(rng: np.random.Generator, shards: int) -> list[int]:
     return [int(s) for s in rng.integers(0, 2**63, size=shards, dtype=np.int64)]
 
 
+def shard_generator(seed: int) -> np.random.Generator:
+    """The generator of a shard whose drawn seed is `seed`: PCG64 seeded (through
+    SeedSequence) with it. Made where the shard runs, in this process or a worker's."""
+    return np.random.Generator(np.random.PCG64(seed))
+
+
 def shard_generators(rng: np.random.Generator, shards: int) -> list[np.random.Generator]:
     """One generator per shard, seeded from ONE draw of `shards` integers from rng.
 
-    Generator s is PCG64 seeded (through SeedSequence) with the s-th integer; rng advances by
-    that one draw whatever the shards then use.
+    Generator s is shard_generator of the s-th integer; rng advances by that one draw
+    whatever the shards then use.
     """
-    return [np.random.Generator(np.random.PCG64(s)) for s in shard_seeds(rng, shards)]
+    return [shard_generator(s) for s in shard_seeds(rng, shards)]
 
 
 def replicate(layer: Any) -> Any:
@@ -283,8 +289,10 @@ class DataParallel:
         def job(s: int) -> tuple[float, np.ndarray]:
             a, b = bounds[s]
             xs = x[..., a:b] if len(bounds) == 1 else np.ascontiguousarray(x[..., a:b])
-            gen = rng if self.shards == 1 else (  # made where the shard runs
-                np.random.Generator(np.random.PCG64(seeds[s])) if seeds is not None else None)
+            if self.shards == 1:
+                gen = rng  # exactly what an unsharded step does
+            else:
+                gen = shard_generator(seeds[s]) if seeds is not None else None
             return run_shard(self.replicas[s], self.losses[s], xs, y[a:b], gen,
                              (b - a) / n if len(bounds) > 1 else None)
 

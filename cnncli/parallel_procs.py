@@ -183,7 +183,7 @@ class ForkedWorkers:
 
     # -- the child --------------------------------------------------------------------------
     def _serve(self, w: int, cmd_r: int, rep_w: int) -> None:
-        from cnncli.parallel import run_shard, shard_bounds
+        from cnncli.parallel import run_shard, shard_bounds, shard_generator
 
         par = self.par
         net = par.replicas[w]
@@ -206,8 +206,7 @@ class ForkedWorkers:
                         a, b = bounds[s]
                         xs = np.ascontiguousarray(self.a["x"][:, a:b]).reshape(
                             *self.in_shape, b - a)
-                        rng = np.random.Generator(np.random.PCG64(int(self.a["seeds"][s]))) \
-                            if has_rng else None
+                        rng = shard_generator(int(self.a["seeds"][s])) if has_rng else None
                         for buf, o0, o1 in self._buffers(net):  # the network's, as shard 0's
                             buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
                         value, out = run_shard(net, loss, xs, self.a["y"][a:b].copy(), rng,
