@@ -127,50 +127,48 @@ def time_layers(
 ) -> tuple[list[LayerTime], float, float]:
     """Run `warmup + steps` training steps timing each piece; medians over the last `steps`.
 
-    The pieces are what the network runs (Network.steps): its layers, a fused pair such as a
-    relu and the maxpool after it as one row (`relu + maxpool 2 s2`, the index of the relu).
     The first layer's backward computes only its parameter gradients, as in training; `rng`
-    drives dropout. The optimizer's time includes collecting the gradients into the
-    network's gradient vector (as Network.backward does).
+    drives dropout.
     Returns (per-layer times, loss ms, optimizer ms).
     """
     loss = build_loss(loss_name)
     opt = build_optimizer(optimizer, net.named_parameters())
-    pieces = net.steps()
-    fwd: list[list[float]] = [[] for _ in pieces]
-    bwd: list[list[float]] = [[] for _ in pieces]
+    layers = net.layers
+    fwd: list[list[float]] = [[] for _ in layers]
+    bwd: list[list[float]] = [[] for _ in layers]
     loss_t: list[float] = []
     opt_t: list[float] = []
     clock = time.perf_counter
     for step in range(warmup + steps):
         keep = step >= warmup
         h = x
-        for k, (_, piece) in enumerate(pieces):
+        for i, layer in enumerate(layers):
             t0 = clock()
-            h = piece.forward(h, True, rng)
+            h = layer.forward(h, True, rng)
             t1 = clock()
             if keep:
-                fwd[k].append(t1 - t0)
+                fwd[i].append(t1 - t0)
         t0 = clock()
         loss.forward(h, y)
         d = loss.backward()
         t1 = clock()
         if keep:
             loss_t.append(t1 - t0)
-        for k in range(len(pieces) - 1, -1, -1):
+        for i in range(len(layers) - 1, -1, -1):
             t0 = clock()
-            d = pieces[k][1].backward(d, input_grad=k > 0)
+            d = layers[i].backward(d, input_grad=i > 0)
             t1 = clock()
             if keep:
-                bwd[k].append(t1 - t0)
+                bwd[i].append(t1 - t0)
         t0 = clock()
-        net.collect_gradients()
         opt.step(net.named_gradients())
         t1 = clock()
         if keep:
             opt_t.append(t1 - t0)
-    rows = [LayerTime(i, piece.describe(), _median_ms(fwd[k]), _median_ms(bwd[k]))
-            for k, (i, piece) in enumerate(pieces)]  # e.g. "conv 6@5x5 s1 same"
+    names = [layer.spec.describe() for layer in layers]  # e.g. "conv 6@5x5 s1 same"
+    rows = [
+        LayerTime(i, names[i], _median_ms(fwd[i]), _median_ms(bwd[i])) for i in range(len(layers))
+    ]
     return rows, _median_ms(loss_t), _median_ms(opt_t)
 
 

@@ -19,9 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.errors import CheckpointError, ConfigError
-from cnncli.flat import FlatLayout, shared_zeros
 from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
-from cnncli.layers.base import FUSED_PAIRS, Step
 
 Shape = tuple[int, ...]
 #: a network with more parameters than this is refused as a config error
@@ -96,94 +94,18 @@ def _sign_of(spec: LayerSpec) -> str:
 
 
 class Network:
-    """An ordered list of built layers with named parameters `layers.<i>.<name>`.
-
-    The parameters lie end to end in one vector, `param_vector` (the layers' `params` are
-    views into it, in `named_parameters()` order; in shared memory, so that processes forked
-    later see every update), and after each backward pass the gradients
-    lie the same way in `grad_vector` (the layers' `grads` become views into it): an optimizer
-    or a sum of shard gradients then works on one array instead of one per tensor
-    (cnncli.flat). Every parameter must have the same dtype.
-    """
+    """An ordered list of built layers with named parameters `layers.<i>.<name>`."""
 
     def __init__(self, input_shape: Shape, layers: list[Layer]) -> None:
         self.input_shape = tuple(input_shape)
         self.layers = layers
         self.output_shape = layers[-1].output_shape if layers else self.input_shape
-        params = self.named_parameters()
-        dtypes = {p.dtype for p in params.values()}
-        if len(dtypes) > 1:
-            raise ValueError(f"a network's parameters must share one dtype, received "
-                             f"{sorted(str(d) for d in dtypes)}")
-        dtype = dtypes.pop() if dtypes else np.dtype(np.float64)
-        #: names, shapes and offsets of the parameters in param_vector and grad_vector
-        self.layout = FlatLayout({k: p.shape for k, p in params.items()})
-        #: every parameter, end to end; each layer's params are views into it. In shared
-        #: memory: worker processes forked later (DataParallel) read the live values.
-        self.param_vector = shared_zeros(self.layout.size, dtype)
-        self.layout.gather(params, self.param_vector)
-        self._bind(self.param_vector, "params")
-        #: every gradient of the last backward pass, end to end (see collect_gradients)
-        self.grad_vector = np.zeros(self.layout.size, dtype=dtype)
-        self._grad_views = self._views(self.grad_vector)
-        self._bind(self.grad_vector, "grads")  # zeros until the first backward pass
-        self._steps: list[Step] = [step for _, step in self.steps()]  # the last forward's
-
-    def __copy__(self) -> Network:
-        """A shallow copy (the same layers and parameters) with a gradient vector of its own:
-        a replica that runs backward must not write into this network's gradients."""
-        other = Network.__new__(Network)
-        other.__dict__.update(self.__dict__)
-        other.grad_vector = np.zeros_like(self.grad_vector)
-        other._grad_views = other._views(other.grad_vector)
-        return other
-
-    def _views(self, vector: np.ndarray) -> list[tuple[int, str, np.ndarray]]:
-        """(layer index, parameter name, its view of vector), in named_parameters() order."""
-        views = self.layout.views(vector)
-        return [(i, name, views[f"layers.{i}.{name}"])
-                for i, layer in enumerate(self.layers) for name in layer.params]
-
-    def _bind(self, vector: np.ndarray, kind: str) -> None:
-        """Make every layer's `params` (or `grads`) entries the views of vector."""
-        for i, name, view in self._views(vector):
-            getattr(self.layers[i], kind)[name] = view
-
-    def collect_gradients(self) -> None:
-        """Copy every layer's gradients into grad_vector and make them views of it (backward
-        does it at the end; call it after running the layers' backward passes yourself).
-
-        The views are the same array objects from step to step."""
-        layers = self.layers
-        for i, name, view in self._grad_views:
-            grads = layers[i].grads
-            g = grads[name]
-            if g is not view:
-                np.copyto(view, g)
-                grads[name] = view
-
-    def steps(self) -> list[tuple[int, Step]]:
-        """What forward and backward run, in order, each with the index of its (first) layer:
-        the layers, except that a layer and the next one that form a registered fused pair
-        (cnncli.layers.base.FUSED_PAIRS, e.g. a relu then a maxpool) run as one step, with
-        the same values."""
-        layers = self.layers
-        out: list[tuple[int, Step]] = []
-        i = 0
-        while i < len(layers):
-            pair = layers[i:i + 2]
-            make = FUSED_PAIRS.get((type(pair[0]), type(pair[-1]))) if len(pair) == 2 else None
-            fused = make(*pair) if make is not None else None
-            out.append((i, fused if fused is not None else layers[i]))
-            i += 1 if fused is None else 2
-        return out
 
     def forward(self, x: np.ndarray, *, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray:
         """x: (C, H, W, N) -> output (K, N). `rng` drives dropout when training."""
-        self._steps = [step for _, step in self.steps()]  # what backward runs back
-        for step in self._steps:
-            x = step.forward(x, training, rng)
+        for layer in self.layers:
+            x = layer.forward(x, training, rng)
         return x
 
     def activations(self, x: np.ndarray) -> list[np.ndarray]:
@@ -195,17 +117,15 @@ class Network:
         return out
 
     def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
-        """dout: (K, N) -> dx: (C, H, W, N); each layer's grads are overwritten (and collected
-        into grad_vector).
+        """dout: (K, N) -> dx: (C, H, W, N); each layer's grads are overwritten.
 
         Training needs no gradient with respect to the images: `input_grad=False` lets the
         first layer skip it (for a first conv layer, the largest col2im of the step) and
         returns None.
         """
-        steps = self._steps
-        for i in range(len(steps) - 1, -1, -1):
-            dout = steps[i].backward(dout, input_grad=input_grad or i > 0)
-        self.collect_gradients()
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
         return dout if input_grad else None
 
     def named_parameters(self) -> dict[str, np.ndarray]:

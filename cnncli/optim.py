@@ -9,24 +9,18 @@ registered by the `type` a config gives, with its Spec (the config section's fie
 Order, simple to complex: SGD (with momentum, Nesterov and L2 weight decay), then Adam.
 `state_dict()` returns named arrays (e.g. `layers.0.weight.m`) that a checkpoint stores;
 `load_state_dict()` checks every name and shape before it copies anything in.
-
-Speed: when the parameters are views laid end to end in one vector (a Network's are) and so
-are the gradients, a step updates the whole vector at once: about 14 NumPy calls for Adam
-instead of 14 per tensor, the same operations on the same values, so the same bits
-(cnncli.flat). The state then lies end to end too; other parameters are updated one by one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from cnncli.errors import CheckpointError
-from cnncli.flat import FlatLayout, tiled
 from cnncli.registry import Registry
 from cnncli.spec import PositiveInt, Real, Spec, check
 
@@ -51,47 +45,10 @@ class Optimizer:
         self.params = dict(params)
         self.lr = float(lr)
         self.state: dict[str, np.ndarray] = {}
-        #: the vector the parameters tile end to end (cnncli.flat.tiled), or None
-        self._vector = tiled(list(self.params.values()))
-        #: per-parameter state vectors by suffix (e.g. "m"), when the parameters tile one
-        self._state_vectors: dict[str, np.ndarray] = {}
-        self._last_grads: tuple[np.ndarray, ...] = ()
-        self._last_vector: np.ndarray | None = None
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
         """Apply one update with `self.lr`; grads has the same names and shapes as params."""
         raise NotImplementedError
-
-    def _add_state(self, suffixes: Sequence[str]) -> None:
-        """Zero state `<name>.<suffix>` for every parameter and suffix, in that order; laid
-        end to end per suffix when the parameters are."""
-        views: dict[str, dict[str, np.ndarray]] = {}
-        if self._vector is not None:
-            layout = FlatLayout({k: p.shape for k, p in self.params.items()})
-            for suffix in suffixes:
-                self._state_vectors[suffix] = np.zeros_like(self._vector)
-                views[suffix] = layout.views(self._state_vectors[suffix])
-        for k, p in self.params.items():
-            for suffix in suffixes:
-                self.state[f"{k}.{suffix}"] = views[suffix][k] if views else np.zeros_like(p)
-
-    def _groups(self, grads: Mapping[str, np.ndarray], suffixes: Sequence[str]
-                ) -> Iterator[tuple[np.ndarray, ...]]:
-        """(parameter, gradient, *state by suffix) to update elementwise: the whole vectors
-        when parameters and gradients both tile one, else each parameter in turn."""
-        arrays = tuple(grads[k] for k in self.params)
-        if self._vector is not None:
-            if len(arrays) != len(self._last_grads) or any(
-                    a is not b for a, b in zip(arrays, self._last_grads, strict=False)):
-                vector = tiled(arrays)  # ~60 us: checked again only when the arrays change
-                fits = vector is not None and vector.shape == self._vector.shape
-                self._last_grads, self._last_vector = arrays, vector if fits else None
-            if self._last_vector is not None:
-                yield (self._vector, self._last_vector,
-                       *(self._state_vectors[s] for s in suffixes))
-                return
-        for (k, p), g in zip(self.params.items(), arrays, strict=True):
-            yield (p, g, *(self.state[f"{k}.{s}"] for s in suffixes))
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the optimizer state as named arrays."""
@@ -159,14 +116,15 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
         if self.momentum:
-            self._add_state(["velocity"])
+            self.state = {f"{k}.velocity": np.zeros_like(p) for k, p in self.params.items()}
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
-        for p, g, *state in self._groups(grads, ["velocity"] if self.momentum else []):
+        for name, p in self.params.items():
+            g = grads[name]
             if self.weight_decay:
                 g = g + self.weight_decay * p  # a new array: the layer's grad stays untouched
             if self.momentum:
-                v = state[0]
+                v = self.state[f"{name}.velocity"]
                 v *= self.momentum
                 v += g
                 g = g + self.momentum * v if self.nesterov else v
@@ -215,8 +173,9 @@ class Adam(Optimizer):
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
         self.state = {"step": np.zeros((), dtype=np.int64)}
-        self._add_state(["m", "v"])
-        self._scratch: tuple[np.ndarray, np.ndarray] | None = None
+        for k, p in self.params.items():
+            self.state[f"{k}.m"] = np.zeros_like(p)
+            self.state[f"{k}.v"] = np.zeros_like(p)
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
         self.state["step"] += 1
@@ -224,38 +183,19 @@ class Adam(Optimizer):
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr / (1.0 - b1**t)
         root_bc2 = math.sqrt(1.0 - b2**t)
-        for p, g, m, v in self._groups(grads, ["m", "v"]):
-            self._update(p, g, m, v, step_size, root_bc2)
-
-    def _update(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
-                step_size: float, root_bc2: float) -> None:
-        """One Adam update of p in place (every operation rounded as written, in this order;
-        two scratch arrays instead of six temporaries)."""
-        b1, b2 = self.beta1, self.beta2
-        a, b = self._buffers(p)
-        if self.weight_decay:
-            p *= 1.0 - self.lr * self.weight_decay
-        m *= b1
-        np.multiply(g, 1.0 - b1, out=a)
-        m += a                                   # m = b1 m + (1 - b1) g
-        v *= b2
-        np.multiply(g, g, out=a)
-        a *= 1.0 - b2
-        v += a                                   # v = b2 v + (1 - b2) g^2
-        np.sqrt(v, out=b)
-        b /= root_bc2
-        b += self.eps                            # sqrt(v) / sqrt(1 - b2^t) + eps
-        np.divide(m, b, out=a)
-        a *= step_size
-        p -= a
-
-    def _buffers(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two scratch arrays of p's shape and dtype (kept for the whole vector)."""
-        if p is self._vector:
-            if self._scratch is None:
-                self._scratch = (np.empty_like(p), np.empty_like(p))
-            return self._scratch
-        return np.empty_like(p), np.empty_like(p)
+        for name, p in self.params.items():
+            g = grads[name]
+            m, v = self.state[f"{name}.m"], self.state[f"{name}.v"]
+            if self.weight_decay:
+                p *= 1.0 - self.lr * self.weight_decay
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * (g * g)
+            denom = np.sqrt(v)  # a new array; the state stays intact
+            denom /= root_bc2
+            denom += self.eps
+            p -= step_size * (m / denom)
 
 
 # -- learning-rate schedules: pure functions of the step (0-based) ------------------------

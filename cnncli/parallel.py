@@ -24,9 +24,7 @@ The rules that make the result independent of the number of threads:
   sum_s (n_s / N) mean_s = mean, up to float rounding. The reported loss is the same
   weighted sum, in float64, in shard order.
 - Summation. Each parameter's gradient is g_0 + g_1 + ... + g_{S-1}, added in shard order
-  after every shard is done, into the network's own (replica 0's): all parameters at once, as
-  the network's `grad_vector` plus each replica's (the gradients laid end to end; the layers'
-  grads are views into it).
+  after every shard is done, into a new array stored as replica 0's (the network's) grads.
 - Backends. `processes` (cnncli.parallel_procs; the default where os.fork exists) runs the
   other threads' shards on forked worker processes sharing a memory block, each with its own
   GIL; `threads` on threads of this process, which share one GIL: a LeNet shard step of 32
@@ -93,8 +91,6 @@ class _Loss(Protocol):
 
 class _Net(Protocol):
     layers: list[Any]
-    param_vector: np.ndarray  # every parameter end to end (the layers' params are views)
-    grad_vector: np.ndarray  # every gradient of the last backward, end to end
 
     def forward(self, x: np.ndarray, *, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray: ...
@@ -140,19 +136,13 @@ def shard_seeds(rng: np.random.Generator, shards: int) -> list[int]:
     return [int(s) for s in rng.integers(0, 2**63, size=shards, dtype=np.int64)]
 
 
-def shard_generator(seed: int) -> np.random.Generator:
-    """The generator of a shard whose drawn seed is `seed`: PCG64 seeded (through
-    SeedSequence) with it. Made where the shard runs, in this process or a worker's."""
-    return np.random.Generator(np.random.PCG64(seed))
-
-
 def shard_generators(rng: np.random.Generator, shards: int) -> list[np.random.Generator]:
     """One generator per shard, seeded from ONE draw of `shards` integers from rng.
 
-    Generator s is shard_generator of the s-th integer; rng advances by that one draw
-    whatever the shards then use.
+    Generator s is PCG64 seeded (through SeedSequence) with the s-th integer; rng advances by
+    that one draw whatever the shards then use.
     """
-    return [shard_generator(s) for s in shard_seeds(rng, shards)]
+    return [np.random.Generator(np.random.PCG64(s)) for s in shard_seeds(rng, shards)]
 
 
 def replicate(layer: Any) -> Any:
@@ -283,25 +273,25 @@ class DataParallel:
         """
         n = x.shape[-1]
         bounds = shard_bounds(n, self.shards)
-        seeds = shard_seeds(rng, self.shards) if self.shards > 1 and rng is not None else None
+        gens: list[np.random.Generator | None] = [rng]
+        seeds = None
+        if self.shards > 1:
+            seeds = shard_seeds(rng, self.shards) if rng is not None else None
+            gens = [np.random.Generator(np.random.PCG64(v)) for v in seeds] if seeds \
+                else [None] * self.shards
         self._sync_buffers(len(bounds))
 
         def job(s: int) -> tuple[float, np.ndarray]:
             a, b = bounds[s]
             xs = x[..., a:b] if len(bounds) == 1 else np.ascontiguousarray(x[..., a:b])
-            if self.shards == 1:
-                gen = rng  # exactly what an unsharded step does
-            else:
-                gen = shard_generator(seeds[s]) if seeds is not None else None
-            return run_shard(self.replicas[s], self.losses[s], xs, y[a:b], gen,
+            return run_shard(self.replicas[s], self.losses[s], xs, y[a:b], gens[s],
                              (b - a) / n if len(bounds) > 1 else None)
 
-        remote: dict[int, np.ndarray] = {}
         if self._procs is not None and len(bounds) > 1:
-            results = self._procs.train(x, y, bounds, seeds, n, job, remote)
+            results = self._procs.train(x, y, bounds, seeds, n, job)
         else:
             results = self._run([lambda s=s: job(s) for s in range(len(bounds))])
-        self._sum_grads(len(bounds), remote)
+        self._sum_grads(len(bounds))
         self._merge_buffers(bounds, n)
         total = 0.0
         for (a, b), (value, _) in zip(bounds, results, strict=True):
@@ -342,12 +332,15 @@ class DataParallel:
         return np.concatenate(out, axis=-1)  # type: ignore[arg-type]
 
     # -- combining shards ---------------------------------------------------------------------
-    def _sum_grads(self, used: int, remote: dict[int, np.ndarray] | None = None) -> None:
-        """The network's grad_vector += each other shard's, in shard order: shard s's from
-        replica s, or from `remote[s]` (a worker process's, in the shared block)."""
-        total = self.net.grad_vector
-        for s in range(1, used):
-            total += remote[s] if remote and s in remote else self.replicas[s].grad_vector
+    def _sum_grads(self, used: int) -> None:
+        if used == 1:
+            return
+        for i, layer in enumerate(self.net.layers):
+            for name in list(layer.grads):
+                total = layer.grads[name] + self.replicas[1].layers[i].grads[name]
+                for s in range(2, used):
+                    total += self.replicas[s].layers[i].grads[name]
+                layer.grads[name] = total
 
     def _sync_buffers(self, used: int) -> None:
         for i, layer in enumerate(self.net.layers):

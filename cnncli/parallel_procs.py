@@ -4,15 +4,13 @@ Threads share one GIL: every Python line between NumPy calls runs on one core at
 a LeNet shard step of 32 images spends about a third of its time there (2 of 6 ms: the same
 step on 1 image takes 2 ms). Worker processes have
 a GIL each. Worker w (1 .. threads-1) is forked when the DataParallel opens; it owns a copy
-of replica w, whose parameters are the network's own: the network keeps its parameter vector
-in shared memory (cnncli.flat.shared_zeros), so every optimizer step is seen by the workers
-without a copy. Per training step the parent copies the batch into the block and writes one
-command per worker to a pipe; worker w runs shards w, w + threads, ... (the same `run_shard`
-the threads run, one BLAS thread, the shard generator seeded from the same drawn integer),
-writes each shard's gradient vector, logits and loss into the block and answers one byte.
-The parent runs its own shards meanwhile, then sums the gradients in shard order as before:
-the bits are the same as with threads. Nothing is pickled: commands are packed integers,
-data is the shared block.
+of replica w, whose parameters are views into the shared block. Per training step the
+parent copies the parameters and the batch into the block and writes one command per worker
+to a pipe; worker w runs shards w, w + threads, ... (the same `run_shard` the threads run, one
+BLAS thread, the shard generator seeded from the same drawn integer), writes each shard's
+gradient, logits and loss into the block and answers one byte. The parent runs its own
+shards meanwhile, then sums the gradients in shard order as before: the bits are the same as
+with threads. Nothing is pickled: commands are packed integers, data is the shared block.
 
 Buffers (batch-norm statistics) travel through the block as float64 (exact for float32
 values and integer counters): each worker shard starts from the network's buffers as they
@@ -32,8 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.flat import is_shared
-
 #: the widest batch (columns) the shared block holds; wider ones run in the parent alone
 CAPACITY = 1024
 _CMD = struct.Struct("<cqq")  # kind (b"T" train, b"E" eval, b"Q" quit), n, has_rng
@@ -50,17 +46,17 @@ class ForkedWorkers:
                        for k in (getattr(layer, "buffers", None) or {})]
         bsizes = [net.layers[i].buffers[k].size for i, k in self.bnames]
         self.boffsets = np.cumsum([0, *bsizes]).tolist()
-        # parameters and gradients travel as the network's vectors, end to end
-        self.dtype = net.param_vector.dtype
-        total = net.layout.size
+        self.names = [(i, name) for i, layer in enumerate(net.layers) for name in layer.params]
+        params = [net.layers[i].params[name] for i, name in self.names]
+        self.dtype = params[0].dtype if params else np.dtype(np.float64)
+        self.sizes = [p.size for p in params]
+        self.offsets = np.cumsum([0, *self.sizes]).tolist()
+        total = self.offsets[-1]
         self.in_shape = tuple(net.input_shape)
         d = int(np.prod(self.in_shape))
         k = int(np.prod(net.output_shape))
         s = par.shards
-        if not is_shared(net.param_vector):
-            raise ValueError("the network's param_vector must lie in shared memory "
-                             "(cnncli.flat.shared_zeros), as Network makes it")
-        layout = [("grads", (s, total), self.dtype),
+        layout = [("params", (total,), self.dtype), ("grads", (s, total), self.dtype),
                   ("x", (d, capacity), self.dtype), ("y", (capacity,), np.int64),
                   ("logits", (k, capacity), self.dtype), ("loss", (s,), np.float64),
                   ("seeds", (s,), np.int64), ("buf_in", (self.boffsets[-1],), np.float64),
@@ -107,30 +103,32 @@ class ForkedWorkers:
         if failed:
             raise RuntimeError(f"DataParallel worker process(es) {failed} failed")
 
+    def _params_in(self) -> None:
+        flat = self.a["params"]
+        net = self.par.net
+        for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
+            flat[a:b] = net.layers[i].params[name].reshape(-1)
+
     def _buffers(self, net: Any) -> list[tuple[np.ndarray, int, int]]:
         return [(net.layers[i].buffers[k], a, b) for (i, k), a, b in
                 zip(self.bnames, self.boffsets[:-1], self.boffsets[1:], strict=True)]
 
     def train(self, x: np.ndarray, y: np.ndarray, bounds: list[tuple[int, int]],
-              seeds: list[int] | None, n: int, job: Any,
-              remote: dict[int, np.ndarray]) -> list[Any]:
+              seeds: list[int] | None, n: int, job: Any) -> list[Any]:
         """Run shard s on process s % threads; return [(loss, logits)] in shard order and
-        put each remote shard's gradient vector (a view into the block) in `remote[s]`."""
+        leave each remote shard's gradient in its replica's grads (views into the block)."""
         par = self.par
         if n > self.capacity or x.dtype != self.dtype:  # then all here: same bits, one core
             return [job(s) for s in range(len(bounds))]
+        self._params_in()
         for buf, a, b in self._buffers(par.net):  # before shard 0 updates the network's own
             self.a["buf_in"][a:b] = buf.reshape(-1)
-        t = par.threads
-        flat = x.reshape(-1, n)
-        for s in range(len(bounds)):  # the workers' shards only
-            if s % t:
-                a, b = bounds[s]
-                self.a["x"][:, a:b] = flat[:, a:b]
-                self.a["y"][a:b] = y[a:b]
+        self.a["x"][:, :n] = x.reshape(-1, n)
+        self.a["y"][:n] = y
         if seeds is not None:
             self.a["seeds"][: len(seeds)] = seeds
         self._send(b"T", n, seeds is not None)
+        t = par.threads
         results: list[Any] = [None] * len(bounds)
         for s in range(0, len(bounds), t):
             results[s] = job(s)
@@ -139,7 +137,11 @@ class ForkedWorkers:
             if s % t == 0:
                 continue
             a, b = bounds[s]
-            remote[s] = self.a["grads"][s]
+            grads = par.replicas[s].layers
+            for (i, name), o0, o1 in zip(self.names, self.offsets[:-1], self.offsets[1:],
+                                         strict=True):
+                grads[i].grads[name] = self.a["grads"][s, o0:o1].reshape(
+                    par.net.layers[i].params[name].shape)
             for (i, k), o0, o1 in zip(self.bnames, self.boffsets[:-1], self.boffsets[1:],
                                       strict=True):
                 mine = par.replicas[s].layers[i].buffers
@@ -153,13 +155,10 @@ class ForkedWorkers:
         n = x.shape[-1]
         if n > self.capacity or x.dtype != self.dtype:
             return [job(p) for p in range(len(pieces))]
-        t = self.par.threads
-        flat = x.reshape(-1, n)
-        for p in range(len(pieces)):  # the workers' pieces only
-            if p % t:
-                a, b = pieces[p]
-                self.a["x"][:, a:b] = flat[:, a:b]
+        self._params_in()
+        self.a["x"][:, :n] = x.reshape(-1, n)
         self._send(b"E", n, False)
+        t = self.par.threads
         out: list[Any] = [None] * len(pieces)
         for p in range(0, len(pieces), t):
             out[p] = job(p)
@@ -183,11 +182,17 @@ class ForkedWorkers:
 
     # -- the child --------------------------------------------------------------------------
     def _serve(self, w: int, cmd_r: int, rep_w: int) -> None:
-        from cnncli.parallel import run_shard, shard_bounds, shard_generator
+        from cnncli.parallel import run_shard, shard_bounds
 
         par = self.par
         net = par.replicas[w]
         loss = copy.copy(par.losses[0])
+        flat = self.a["params"]
+        for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
+            layer = net.layers[i]
+            if layer.params is par.net.layers[i].params:  # shared dict: give this copy its own
+                layer.params = dict(layer.params)
+            layer.params[name] = flat[a:b].reshape(layer.params[name].shape)
         t = par.threads
         while True:
             msg = b""
@@ -206,12 +211,15 @@ class ForkedWorkers:
                         a, b = bounds[s]
                         xs = np.ascontiguousarray(self.a["x"][:, a:b]).reshape(
                             *self.in_shape, b - a)
-                        rng = shard_generator(int(self.a["seeds"][s])) if has_rng else None
+                        rng = np.random.Generator(np.random.PCG64(int(self.a["seeds"][s]))) \
+                            if has_rng else None
                         for buf, o0, o1 in self._buffers(net):  # the network's, as shard 0's
                             buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
                         value, out = run_shard(net, loss, xs, self.a["y"][a:b].copy(), rng,
                                                (b - a) / n if len(bounds) > 1 else None)
-                        self.a["grads"][s] = net.grad_vector
+                        for (i, name), o0, o1 in zip(self.names, self.offsets[:-1],
+                                                     self.offsets[1:], strict=True):
+                            self.a["grads"][s, o0:o1] = net.layers[i].grads[name].reshape(-1)
                         self.a["logits"][:, a:b] = out
                         self.a["loss"][s] = value
                         for buf, o0, o1 in self._buffers(net):

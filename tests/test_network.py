@@ -1,5 +1,5 @@
 """network.py and layers/: registry, shape inference on specs, errors located as data, config
-round-trip, loading parameters, summary, the parameter and gradient vectors, fused steps."""
+round-trip, loading parameters, summary."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import numpy as np
 import pytest
 
 from cnncli.errors import CheckpointError, ConfigError, ShapeError
-from cnncli.flat import is_shared, tiled
 from cnncli.layers import LAYERS, register_layer
 from cnncli.layers.activations import ReLU
 from cnncli.network import build_model, format_summary, infer_shapes
-from cnncli.optim import build_optimizer
 
 LENET = [
     {"type": "conv", "filters": 6, "kernel": 5, "padding": "same"},
@@ -275,45 +273,3 @@ def test_batchnorm_buffers_are_saved_but_not_trained(rng: np.random.Generator) -
     np.testing.assert_array_equal(net.named_buffers()["layers.1.running_mean"], mean)
     net.forward(x, training=False)  # nor does evaluation
     np.testing.assert_array_equal(net.named_buffers()["layers.1.running_mean"], mean)
-
-
-# -- parameters and gradients end to end, fused steps -------------------------------------------
-
-
-def test_parameters_and_gradients_are_views_of_one_vector_each(rng: np.random.Generator) -> None:
-    net = build_model((1, 28, 28), LENET, rng=rng)
-    params = net.named_parameters()
-    assert net.param_vector.shape == (61706,) and net.param_vector.dtype == np.float32
-    assert is_shared(net.param_vector)  # worker processes forked later read it without a copy
-    whole = tiled(list(params.values()))  # in named_parameters() order, end to end
-    assert whole is not None and np.shares_memory(whole, net.param_vector)
-    net.forward(rng.standard_normal((1, 28, 28, 3)).astype(np.float32), training=True)
-    net.backward(np.ones((10, 3), dtype=np.float32), input_grad=False)
-    grads = tiled(list(net.named_gradients().values()))
-    assert grads is not None and np.shares_memory(grads, net.grad_vector)
-    assert np.count_nonzero(net.grad_vector) > 0
-    opt = build_optimizer({"type": "adam"}, params)
-    opt.step(net.named_gradients())  # one update over the whole vector
-    assert opt._last_vector is not None and np.shares_memory(opt._last_vector, net.grad_vector)
-
-
-def test_loading_parameters_writes_into_the_parameter_vector() -> None:
-    net = build_model((1, 28, 28), LENET, rng=np.random.default_rng(0))
-    other = build_model((1, 28, 28), LENET, rng=np.random.default_rng(1))
-    vector = net.param_vector
-    net.load_parameters(other.state())
-    # the same memory (what worker processes and the optimizer hold), now the other's values
-    assert net.param_vector is vector and np.array_equal(vector, other.param_vector)
-    assert tiled(list(net.named_parameters().values())) is not None
-
-
-def test_a_network_runs_relu_then_non_overlapping_maxpool_as_one_step() -> None:
-    net = build_model((1, 28, 28), LENET, rng=np.random.default_rng(0))
-    steps = [(i, type(s).__name__) for i, s in net.steps()]
-    assert steps[:5] == [(0, "Conv"), (1, "ReluMaxPool"), (3, "Conv"), (4, "ReluMaxPool"),
-                         (6, "Flatten")]
-    assert len(steps) == len(LENET) - 2 and steps[-1] == (len(LENET) - 1, "Dense")
-    assert [s.describe() for _, s in net.steps()][1] == "relu + maxpool 2 s2"
-    overlapping = [*LENET[:2], {"type": "maxpool", "size": 3, "stride": 2}, *LENET[6:]]
-    net = build_model((1, 28, 28), overlapping, rng=np.random.default_rng(0))
-    assert [type(s).__name__ for _, s in net.steps()][:3] == ["Conv", "ReLU", "MaxPool"]

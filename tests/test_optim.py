@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from cnncli.errors import CheckpointError
-from cnncli.flat import FlatLayout
 from cnncli.optim import (
     SGD,
     Adam,
@@ -184,34 +183,3 @@ def test_unknown_optimizer_lists_the_known_ones():
 
     with pytest.raises(ConfigError, match=r"unknown optimizer 'rmsprop' \(known: adam, sgd\)"):
         OPTIMIZERS.get("rmsprop")
-
-
-SPECS_ALL = [
-    {"type": "sgd", "lr": 0.1},
-    {"type": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
-    {"type": "adam", "lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-7, "weight_decay": 1e-2},
-]
-
-
-def _tiled_params(rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    layout = FlatLayout({"a.weight": (4, 3), "a.bias": (4,), "b.weight": (2, 4)})
-    vector = rng.standard_normal(layout.size).astype(np.float32)
-    return layout.views(vector), vector
-
-
-@pytest.mark.parametrize("spec", SPECS_ALL)
-def test_tiled_parameters_update_as_one_vector_with_the_bits_of_one_tensor_at_a_time(spec):
-    rng = np.random.default_rng(3)
-    tiled_params, _ = _tiled_params(rng)
-    separate = {k: v.copy() for k, v in tiled_params.items()}  # not tiled: one by one
-    opt_t, opt_s = build_optimizer(spec, tiled_params), build_optimizer(spec, separate)
-    assert opt_t._vector is not None and opt_s._vector is None
-    grad_layout = FlatLayout({k: v.shape for k, v in separate.items()})
-    for _ in range(4):
-        g = rng.standard_normal(grad_layout.size).astype(np.float32)
-        opt_t.step(grad_layout.views(g))  # tiled gradients: the whole-vector path
-        opt_s.step({k: v.copy() for k, v in grad_layout.views(g).items()})
-    for k in separate:
-        assert tiled_params[k].tobytes() == separate[k].tobytes(), k
-    for k, v in opt_s.state.items():
-        assert opt_t.state[k].tobytes() == v.tobytes(), k

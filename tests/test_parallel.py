@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from cnncli.errors import ConfigError
 from cnncli.layers.base import Layer, LayerSpec
@@ -255,133 +253,3 @@ def test_processes_backend_merges_buffers_like_threads_and_refuses_unknown_backe
     with pytest.raises(ConfigError, match="received 'fibers'"):
         DataParallel(Network((2,), [RunningMean()]), build_loss("mse"), shards=2, threads=2,
                      backend="fibers")
-
-
-# -- the fast paths against a straightforward reference ---------------------------------------
-#
-# The training step runs fused relu + max-pool steps, gradients and parameters laid end to end
-# in one vector each, and shards on worker processes. The reference below does none of that:
-# every layer on its own, every tensor on its own, one process, each formula as written in
-# the docs (Adam and SGD as optim.py states them). The bits must agree after several steps.
-
-LENET = [
-    {"type": "conv", "filters": 6, "kernel": 5, "padding": "same"},
-    {"type": "relu"},
-    {"type": "maxpool", "size": 2},
-    {"type": "conv", "filters": 16, "kernel": 5},
-    {"type": "relu"},
-    {"type": "maxpool", "size": 2},
-    {"type": "flatten"},
-    {"type": "dropout", "rate": 0.2},
-    {"type": "dense", "units": 120},
-    {"type": "relu"},
-    {"type": "dropout", "rate": 0.2},
-    {"type": "dense", "units": 84},
-    {"type": "relu"},
-    {"type": "dense", "units": 10},
-]
-ADAM = {"type": "adam", "lr": 1e-3, "weight_decay": 0.05}
-SGD_NESTEROV = {"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
-                "weight_decay": 1e-4}
-
-
-def _digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-like float32 batches (1, 28, 28, n): a constant background (ties in every
-    max-pool window of it, exact zeros after some convolutions) with bright bars."""
-    rng = np.random.default_rng(seed)
-    x = np.full((1, 28, 28, n), -0.4242, dtype=np.float32)
-    for i in range(n):
-        r, c = rng.integers(2, 20, 2)
-        x[0, r:r + 8, c:c + 3, i] = 2.8
-        x[0, r + 3:r + 5, c:c + 8, i] = rng.uniform(1.0, 2.8)
-    return x, rng.integers(0, 10, n)
-
-
-def _reference_steps(opt_spec: dict[str, Any], shards: int, batches: list[Any], seed: int
-                     ) -> dict[str, np.ndarray]:
-    with threadpool_limits(limits=1, user_api="blas"):  # as DataParallel runs BLAS
-        return _reference_steps_one_blas_thread(opt_spec, shards, batches, seed)
-
-
-def _reference_steps_one_blas_thread(opt_spec: dict[str, Any], shards: int,
-                                     batches: list[Any], seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    net = build_model((1, 28, 28), LENET, rng=rng)
-    params = {k: v.copy() for k, v in net.named_parameters().items()}  # separate arrays
-    for i, layer in enumerate(net.layers):
-        for name in layer.params:
-            layer.params[name] = params[f"layers.{i}.{name}"]
-    state = {k: np.zeros_like(p) for k, p in params.items()}
-    state2 = {k: np.zeros_like(p) for k, p in params.items()}
-    loss = build_loss("softmax_cross_entropy")
-    for t, (x, y) in enumerate(batches, start=1):
-        n = x.shape[-1]
-        pieces = np.array_split(np.arange(n), shards)  # the first n % shards one longer
-        gens = [rng] if shards == 1 else [
-            np.random.Generator(np.random.PCG64(int(s)))
-            for s in rng.integers(0, 2**63, size=shards, dtype=np.int64)]
-        total: dict[str, np.ndarray] = {}
-        for idx, gen in zip(pieces, gens, strict=True):
-            h = np.ascontiguousarray(x[..., idx])
-            for layer in net.layers:  # one layer at a time, nothing fused
-                h = layer.forward(h, True, gen)
-            loss.forward(h, y[idx])
-            d = loss.backward()
-            if shards > 1:
-                d = d * d.dtype.type(len(idx) / n)
-            for i in range(len(net.layers) - 1, -1, -1):
-                d = net.layers[i].backward(d, input_grad=i > 0)
-            for i, layer in enumerate(net.layers):
-                for name, g in layer.grads.items():
-                    key = f"layers.{i}.{name}"
-                    total[key] = g.copy() if key not in total else total[key] + g
-        for k, p in params.items():  # one tensor at a time, the formulas of optim.py
-            g = total[k]
-            if opt_spec["type"] == "adam":
-                b1, b2 = 0.9, 0.999
-                m, v = state[k], state2[k]
-                p *= 1.0 - opt_spec["lr"] * opt_spec["weight_decay"]
-                m *= b1
-                m += (1.0 - b1) * g
-                v *= b2
-                v += (1.0 - b2) * (g * g)
-                denom = np.sqrt(v) / math.sqrt(1.0 - b2**t) + 1e-8
-                p -= opt_spec["lr"] / (1.0 - b1**t) * (m / denom)
-            else:
-                mu, wd = opt_spec["momentum"], opt_spec["weight_decay"]
-                g = g + wd * p
-                v = state[k]
-                v *= mu
-                v += g
-                p -= opt_spec["lr"] * (g + mu * v)
-    return params
-
-
-def _fast_steps(opt_spec: dict[str, Any], shards: int, threads: int, backend: str,
-                batches: list[Any], seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    net = build_model((1, 28, 28), LENET, rng=rng)
-    opt = build_optimizer(opt_spec, net.named_parameters())
-    with DataParallel(net, build_loss("softmax_cross_entropy"), shards, threads,
-                      backend=backend) as par:
-        for x, y in batches:
-            par.train_step(x, y, rng)
-            opt.step(net.named_gradients())
-    return {k: v.copy() for k, v in net.named_parameters().items()}
-
-
-@pytest.mark.parametrize(("shards", "threads", "backend"), [
-    (1, 1, "threads"), (2, 1, "threads"), (2, 2, "processes"), (3, 2, "processes"),
-    (2, 2, "threads"),
-])
-@pytest.mark.parametrize("opt_spec", [ADAM, SGD_NESTEROV], ids=["adam", "sgd"])
-def test_training_steps_give_the_bits_of_a_layer_by_layer_tensor_by_tensor_reference(
-        shards: int, threads: int, backend: str, opt_spec: dict[str, Any]) -> None:
-    batches = [_digits(37, seed) for seed in range(4)]  # 37: unequal shards
-    fast = _fast_steps(opt_spec, shards, threads, backend, batches, seed=11)
-    ref = _reference_steps(opt_spec, shards, batches, seed=11)
-    assert fast.keys() == ref.keys()
-    for name, p in ref.items():
-        assert p.dtype == np.float32 and fast[name].tobytes() == p.tobytes(), name
-    start = build_model((1, 28, 28), LENET, rng=np.random.default_rng(11)).named_parameters()
-    assert not np.array_equal(fast["layers.3.weight"], start["layers.3.weight"])  # it trained

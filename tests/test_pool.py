@@ -1,5 +1,4 @@
-"""functional/pool.py: the classic worked examples, first-max routing on ties, overlap, and the
-fused relu + max-pool pair (same bits as the two in turn, finite differences)."""
+"""functional/pool.py: the classic worked examples, first-max routing on ties, overlap."""
 
 from __future__ import annotations
 
@@ -7,16 +6,12 @@ import numpy as np
 import pytest
 from conftest import images
 
-from cnncli.functional.activations import relu_backward, relu_forward
 from cnncli.functional.pool import (
     avgpool2d_backward,
     avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
-    relu_maxpool2d_backward,
-    relu_maxpool2d_forward,
 )
-from cnncli.gradcheck import numerical_gradient, rel_error
 
 GRID = np.arange(1, 17, dtype=np.float64).reshape(4, 4)
 
@@ -145,78 +140,3 @@ def test_avgpool_non_overlapping_matches_naive(
                 out[:, i, j], x[:, r : r + size[0], s : s + size[1]].mean(axis=(1, 2)))
             ref_dx[:, r : r + size[0], s : s + size[1]] += dout[:, i, j][:, None, None] / 4
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12)
-
-
-# -- relu then max-pool, fused ------------------------------------------------------------------
-
-
-def test_relu_maxpool_worked_example_routes_through_the_relu_only_where_it_passes() -> None:
-    # windows: all negative (no gradient), a zero max with x_0 < 0 (relu(x) ties at 0: the
-    # first, tap 0, is negative: no gradient), a zero max at tap 0 (tap 0 gets it), a tie of
-    # positive values (the first of them gets it)
-    x = images([[-1, -2, -3, 0], [-4, -1, 0, -1], [0, -1, 2, 1], [-2, 0, 2, 2]])
-    out, cache = relu_maxpool2d_forward(x, (2, 2), (2, 2))
-    np.testing.assert_array_equal(out[0, :, :, 0], [[0, 0], [0, 2]])
-    dx = relu_maxpool2d_backward(images([[1, 2], [8, 4]]), cache)
-    expected = [[0, 0, 0, 0], [0, 0, 0, 0], [8, 0, 4, 0], [0, 0, 0, 0]]
-    np.testing.assert_array_equal(dx[0, :, :, 0], expected)
-    r, mask = relu_forward(x)  # the unfused pair agrees on the same worked example
-    ref_out, ref_cache = maxpool2d_forward(r, (2, 2), (2, 2))
-    np.testing.assert_array_equal(ref_out, out)
-    np.testing.assert_array_equal(
-        relu_backward(maxpool2d_backward(images([[1, 2], [8, 4]]), ref_cache), mask), dx)
-
-
-@pytest.mark.parametrize(("shape", "size", "stride"), [
-    ((6, 28, 28, 32), (2, 2), (2, 2)),  # LeNet's first pool, 32 images
-    ((3, 7, 9, 5), (2, 2), (2, 2)),  # odd sizes: the last row and column belong to no window
-    ((2, 9, 8, 3), (2, 3), (3, 3)),  # gaps between windows
-])
-def test_relu_maxpool_gives_the_bits_of_relu_then_maxpool(
-    rng: np.random.Generator, shape: tuple[int, ...], size: tuple[int, int],
-    stride: tuple[int, int],
-) -> None:
-    for trial in range(6):
-        x = rng.standard_normal(shape).astype(np.float32)
-        x[rng.random(shape) < 0.2] = 0.0  # zeros: ReLU ties and zero maxima
-        x[rng.random(shape) < 0.1] = -0.0
-        x[rng.random(shape) < 0.1] = 0.5  # ties between positive values
-        if trial % 2:
-            x = -np.abs(x)  # mostly all-negative windows
-        r, mask = relu_forward(x)
-        ref_out, ref_cache = maxpool2d_forward(r, size, stride)
-        out, cache = relu_maxpool2d_forward(x, size, stride)
-        assert out.dtype == np.float32 and out.tobytes() == ref_out.tobytes()
-        dout = rng.standard_normal(out.shape).astype(np.float32)
-        dout[rng.random(dout.shape) < 0.1] = -0.0
-        ref_dx = relu_backward(maxpool2d_backward(dout, ref_cache), mask)
-        dx = relu_maxpool2d_backward(dout, cache)
-        assert dx.dtype == np.float32 and dx.tobytes() == ref_dx.tobytes()
-
-
-def test_relu_maxpool_overlapping_windows_give_the_same_values(rng: np.random.Generator) -> None:
-    x = rng.integers(-2, 3, (2, 7, 7, 3)).astype(np.float64)  # ties and zeros everywhere
-    r, mask = relu_forward(x)
-    ref_out, ref_cache = maxpool2d_forward(r, (3, 3), (2, 2))
-    out, cache = relu_maxpool2d_forward(x, (3, 3), (2, 2))
-    np.testing.assert_array_equal(out, ref_out)
-    dout = rng.standard_normal(out.shape)
-    np.testing.assert_array_equal(relu_maxpool2d_backward(dout, cache),
-                                  relu_backward(maxpool2d_backward(dout, ref_cache), mask))
-
-
-@pytest.mark.parametrize(("size", "stride"), [((2, 2), (2, 2)), ((3, 3), (2, 2))])
-def test_relu_maxpool_backward_matches_finite_differences(
-    rng: np.random.Generator, size: tuple[int, int], stride: tuple[int, int],
-) -> None:
-    # distinct values 0.1 apart, at least 0.05 from 0: no kink within the steps (h = 2e-3)
-    shape = (2, 7, 7, 3)
-    n = int(np.prod(shape))
-    x = rng.permutation((np.arange(n) - n / 2 + 0.5) * 0.1).reshape(shape)
-    out, cache = relu_maxpool2d_forward(x, size, stride)
-    proj = rng.standard_normal(out.shape)
-    dx = relu_maxpool2d_backward(proj, cache)
-    numeric, valid = numerical_gradient(
-        lambda: float((relu_maxpool2d_forward(x, size, stride)[0] * proj).sum()), x)
-    assert valid.all() and np.count_nonzero(dx) > 10
-    assert rel_error(dx, numeric) < 1e-8

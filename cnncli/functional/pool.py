@@ -12,10 +12,6 @@ whose innermost run is the contiguous batch axis. When the windows do not
 overlap (stride >= size, e.g. the usual 2x2 with stride 2), backward writes
 each tap's gradient straight into its own view of dx; otherwise it adds.
 
-`relu_maxpool2d_forward` is a ReLU and a max-pool fused (a network runs it for a relu layer
-directly followed by a maxpool): the same bits as the two in turn, in about half their time
-for LeNet, as it never writes the full-size ReLU output or mask.
-
 Shapes, batch last:
     x: (C, H, W, N) -> out: (C, OH, OW, N),  OH = (H - size_h) // stride_h + 1
 """
@@ -32,9 +28,7 @@ class PoolCache(NamedTuple):
     x_shape: tuple[int, int, int, int]
     size: tuple[int, int]
     stride: tuple[int, int]
-    #: (C, OH, OW, N) tap index of the first max (max-pool only; relu_maxpool2d: or the tap
-    #: count, where the gradient goes nowhere)
-    argmax: np.ndarray | None
+    argmax: np.ndarray | None  # (C, OH, OW, N) tap index of the first max (max-pool only)
 
 
 def pool_output_size(size: int, window: int, stride: int) -> int:
@@ -66,14 +60,6 @@ def _disjoint(size: tuple[int, int], stride: tuple[int, int]) -> bool:
 def _covers(x_shape: tuple[int, ...], size: tuple[int, int], stride: tuple[int, int]) -> bool:
     """Whether the windows tile the input exactly (every position in exactly one window)."""
     return (size == stride and x_shape[1] % size[0] == 0 and x_shape[2] % size[1] == 0)
-
-
-def _tap_major(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """a: (C, OH*KH, OW*KW, N), windows tiling it exactly -> the view (KH, KW, C, OH, OW, N):
-    [i, j] is tap (i, j) of every window. Copying to or from it moves every tap at once."""
-    c, h, w, n = a.shape
-    kh, kw = size
-    return a.reshape(c, h // kh, kh, w // kw, kw, n).transpose(2, 4, 0, 1, 3, 5)
 
 
 def maxpool2d_forward(
@@ -109,14 +95,8 @@ def maxpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
         raise ValueError("maxpool2d_backward needs a cache from maxpool2d_forward")
     disjoint = _disjoint(cache.size, cache.stride)
     covered = _covers(cache.x_shape, cache.size, cache.stride)
-    if covered:  # every tap's dout * hit in one pass, then one copy into place
-        count = cache.size[0] * cache.size[1]
-        taps = np.arange(count, dtype=cache.argmax.dtype).reshape(count, 1, 1, 1, 1)
-        per_tap = np.multiply(dout, np.equal(cache.argmax, taps))  # (T, C, OH, OW, N)
-        dx = np.empty(cache.x_shape, dtype=dout.dtype)
-        np.copyto(_tap_major(dx, cache.size), per_tap.reshape(*cache.size, *dout.shape))
-        return dx
-    dx = np.zeros(cache.x_shape, dtype=dout.dtype)
+    dx = np.empty(cache.x_shape, dtype=dout.dtype) if covered else np.zeros(
+        cache.x_shape, dtype=dout.dtype)
     hit = np.empty(dout.shape, dtype=bool)
     for t, (rows, cols) in _taps(cache.x_shape, cache.size, cache.stride):
         np.equal(cache.argmax, t, out=hit)
@@ -125,45 +105,6 @@ def maxpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
         else:
             dx[:, rows, cols, :] += dout * hit
     return dx
-
-
-def relu_maxpool2d_forward(
-    x: np.ndarray, size: tuple[int, int], stride: tuple[int, int]
-) -> tuple[np.ndarray, PoolCache]:
-    """Max-pool of relu(x), fused: x: (C, H, W, N) -> out: (C, OH, OW, N), cache.
-
-    The same bits and gradient as relu_forward then maxpool2d_forward (for inputs without
-    NaN), with no full-size ReLU output or mask: the max of relu(x) over a window is
-    max(relu(x_0), x_1, x_2, ...), and the pair routes a window's gradient to the first
-    maximum a of relu(x), through the ReLU only if x_a >= 0. So the cache's `argmax` holds a
-    where x_a >= 0 and the tap count (no tap) elsewhere, and maxpool2d_backward is the
-    backward pass. One pass over the taps in order keeps the running maximum m >= 0 and moves
-    the route to tap t when x_t > m (the first maximum; relu(x_t) > m needs x_t > 0).
-
-    The taps are first copied tap-major, (T, C, OH, OW, N): every later pass is then over
-    contiguous arrays instead of strided views whose runs are only N long.
-    """
-    views = [x[:, rows, cols, :] for _, (rows, cols) in _taps(x.shape, size, stride)]
-    taps = np.empty((len(views), *views[0].shape), dtype=x.dtype)
-    for t, v in enumerate(views):
-        np.copyto(taps[t], v)
-    itype = np.int8 if len(views) < 128 else np.int32
-    zero = np.zeros(taps.shape[1:], dtype=x.dtype)  # against an array: vectorised
-    out = np.maximum(taps[0], zero)  # relu(x_0); a -0.0 becomes +0.0, as in relu_forward
-    route = np.zeros(out.shape, dtype=itype)  # tap 0 where x_0 >= 0, else no tap:
-    np.copyto(route, len(views), where=taps[0] < zero)
-    above = np.empty(out.shape, dtype=bool)
-    for t in range(1, len(views)):
-        np.greater(taps[t], out, out=above)  # a new first maximum of relu(x)
-        np.maximum(taps[t], out, out=out)  # ties keep out: the bits relu-then-pool gives
-        np.copyto(route, t, where=above)
-    return out, PoolCache(x.shape, size, stride, route)
-
-
-def relu_maxpool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
-    """dout: (C, OH, OW, N) -> dx: (C, H, W, N), the gradient of relu then max-pool: each
-    window's gradient goes to the tap in the cache, nowhere where the ReLU stopped it."""
-    return maxpool2d_backward(dout, cache)
 
 
 def avgpool2d_forward(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -145,46 +145,12 @@ class Layer:
         """A fingerprint of the last forward's discrete choices (empty when not kinked)."""
         return b""
 
-    def describe(self) -> str:
-        """Its spec's short description, e.g. `conv 6@5x5 s1 same`."""
-        return self.spec.describe()
-
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "type")
         return f"{type(self).__name__}({args})"
 
 
 LAYERS: Registry[type[Layer]] = Registry("layer type")
-
-class Step(Protocol):
-    """What a Network runs in order: a layer, or one step doing a fused pair of layers."""
-
-    def forward(self, x: np.ndarray, training: bool = False,
-                rng: np.random.Generator | None = None) -> np.ndarray: ...
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None: ...
-    def describe(self) -> str: ...
-
-
-#: makes the step running layers a and b at once, or None when these two cannot be fused
-MakeStep = Callable[[Any, Any], Step | None]
-
-#: fused pairs: (type of a layer, type of the layer right after it) -> its MakeStep (see
-#: fuse_pair). The types must match exactly: a subclass (e.g. a deliberately broken one) runs
-#: on its own.
-FUSED_PAIRS: dict[tuple[type[Layer], type[Layer]], MakeStep] = {}
-
-
-def fuse_pair(first: type[Layer], second: type[Layer]) -> Callable[[MakeStep], MakeStep]:
-    """Decorator: `make(a, b)` builds one Step doing layer a then layer b, for a Network to
-    run instead of the two: a pure forward/backward pair of its own underneath, the same
-    values as the two in turn; the layers stay in the network, and the step keeps their
-    caches in them."""
-    def register(make: MakeStep) -> MakeStep:
-        if (first, second) in FUSED_PAIRS:
-            raise ValueError(f"{first.__name__} + {second.__name__} is already fused")
-        FUSED_PAIRS[(first, second)] = make
-        return make
-    return register
 
 
 def register_layer(cls: type[Layer]) -> type[Layer]:

@@ -15,8 +15,6 @@ from cnncli.functional.pool import (
     maxpool2d_backward,
     maxpool2d_forward,
     pool_output_size,
-    relu_maxpool2d_backward,
-    relu_maxpool2d_forward,
 )
 from cnncli.functional.stochpool import (
     StochPoolEvalCache,
@@ -25,8 +23,7 @@ from cnncli.functional.stochpool import (
     stochpool2d_forward_eval,
     stochpool2d_forward_train,
 )
-from cnncli.layers.activations import ReLU
-from cnncli.layers.base import CheckCase, Layer, LayerSpec, Shape, fuse_pair, register_layer
+from cnncli.layers.base import CheckCase, Layer, LayerSpec, Shape, register_layer
 from cnncli.spec import Pair
 
 
@@ -102,35 +99,6 @@ class MaxPool(_Pool):
 
     def kink_state(self) -> bytes:
         return np.ascontiguousarray(self._cache.argmax).tobytes()
-
-
-class ReluMaxPool:
-    """A relu layer and the maxpool right after it, run as one step (relu_maxpool2d_*): the
-    same bits, without the full-size ReLU output and mask. Only for windows that do not
-    overlap (with overlapping ones a zero gradient could differ in sign). The cache is kept
-    in the pool layer, whose kink_state then fingerprints both kinks; the relu's is cleared."""
-
-    def __init__(self, relu: ReLU, pool: MaxPool) -> None:
-        self.relu, self.pool = relu, pool
-
-    def forward(self, x: np.ndarray, training: bool = False,
-                rng: np.random.Generator | None = None) -> np.ndarray:
-        out, self.pool._cache = relu_maxpool2d_forward(x, self.pool.spec.size,
-                                                       self.pool.spec.stride)
-        self.relu._cache = None
-        return out
-
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        return relu_maxpool2d_backward(dout, self.pool._cache) if input_grad else None
-
-    def describe(self) -> str:
-        return f"relu + {self.pool.spec.describe()}"
-
-
-@fuse_pair(ReLU, MaxPool)
-def _relu_maxpool(relu: ReLU, pool: MaxPool) -> ReluMaxPool | None:
-    (sh, sw), (th, tw) = pool.spec.size, pool.spec.stride  # type: ignore[misc]
-    return ReluMaxPool(relu, pool) if th >= sh and tw >= sw else None
 
 
 class AvgPoolSpec(PoolSpec):
