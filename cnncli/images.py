@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from tokenize import TokenError
 from typing import NamedTuple
 
 import numpy as np
@@ -153,7 +154,9 @@ def _read_npy(p: Path, label: str, max_pixels: int) -> tuple[np.ndarray, bool]:
             reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                       else np.lib.format.read_array_header_2_0)
             shape, _, dtype = reader(fh)
-        except ValueError as exc:
+        # numpy re-tokenises a header it cannot parse (Python 2 files), and a damaged one
+        # then ends in tokenize.TokenError or SyntaxError rather than its usual ValueError
+        except (ValueError, SyntaxError, TokenError, RecursionError) as exc:
             raise DataError(f"{label}: not a readable .npy file ({_first_line(exc)})") from None
         offset = fh.tell()
     shape = tuple(shape)

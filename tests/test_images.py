@@ -311,6 +311,8 @@ def test_every_bad_input_is_one_line_and_the_good_ones_still_load(tmp_path: Path
     np.save(tmp_path / "short.npy", np.zeros((4, 28, 28), np.uint8))
     short = (tmp_path / "short.npy").read_bytes()
     (tmp_path / "short.npy").write_bytes(short[:-100])
+    # a damaged header ('{' become a NUL byte): numpy re-tokenises it and stops at the lone '}'
+    (tmp_path / "header.npy").write_bytes(short[:10] + b"\x00" + short[11:])
     (tmp_path / "labels-idx1-ubyte").write_bytes(encode_idx(np.zeros(3, np.uint8)))
     (tmp_path / "bad-idx3-ubyte").write_bytes(encode_idx(np.zeros((3, 4, 4), np.uint8))[:-1])
     (tmp_path / "cut-idx3-ubyte.gz").write_bytes(gzip.compress(b"hello" * 100)[:-12])
@@ -330,6 +332,7 @@ def test_every_bad_input_is_one_line_and_the_good_ones_still_load(tmp_path: Path
         "obj.npy": "holds Python objects",
         "str.npy": "holds <U1 values",
         "short.npy": "the file is cut short",
+        "header.npy": "not a readable .npy file",
         "labels-idx1-ubyte": "an IDX labels file, not images",
         "bad-idx3-ubyte": "header says 3 images of 4x4 (48 bytes), file holds 47 bytes",
         "cut-idx3-ubyte.gz": "damaged gzip file (Compressed file ended before",
