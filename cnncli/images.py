@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from tokenize import TokenError
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -271,10 +271,24 @@ def _read_pillow(p: Path, label: str, max_pixels: int, max_side: int) -> np.ndar
                 im.draft(im.mode, (width // factor, height // factor))  # decode at 1/2..1/8
             im.load()
             if factor > 1:
-                im = im.reduce(-(-max(im.size) // max_side))
+                im = _reducible(im).reduce(-(-max(im.size) // max_side))
             return _pil_array(im)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise DataError(f"{label}: not a readable image ({_first_line(exc)})") from None
+
+
+def _reducible(im: Any) -> Any:
+    """An image in a mode whose pixels Pillow's reduce() can average: a bilevel scan becomes
+    L, 16-bit greyscale I (32-bit), a palette image RGB or RGBA (averaging palette indices
+    would mix unrelated colours; reduce() refuses 1, P and I;16 outright)."""
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    if im.mode in ("P", "PA"):
+        alpha = im.mode == "PA" or "transparency" in im.info
+        return im.convert("RGBA" if alpha else "RGB")
+    return im
 
 
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"),

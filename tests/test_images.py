@@ -394,3 +394,26 @@ def test_large_photo_is_reduced_while_decoding(tmp_path: Path) -> None:
     (item,) = read_image_inputs([tmp_path / "wide.png"], max_side=1000)
     assert item.error is None and item.image.shape == (334, 1000)
     assert max(ink_box(prepare_digit(item.image))) in (19, 20, 21)
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "I;16", "L"])
+def test_large_bilevel_palette_and_16_bit_images_are_reduced_too(tmp_path: Path, mode: str
+                                                                 ) -> None:
+    # a 300 dpi bilevel scan, a palette GIF or a 16-bit PNG over max_side: reduce() refuses
+    # the modes 1, P and I;16 ("image has wrong mode"), so they are converted first
+    digit = draw_digit("7", canvas=(3000, 1000), at=(1200, 300), height=500)
+    im = Image.fromarray(digit)
+    if mode == "I;16":
+        im = Image.fromarray(digit.astype(np.uint16) * 257)
+    elif mode == "1":
+        im = im.point(lambda v: 255 if v > 127 else 0).convert("1")
+    elif mode == "P":  # blue ink on yellowish paper, in a 16-colour palette
+        rgb = np.where((digit < 128)[..., None], np.uint8([0, 0, 200]), np.uint8([255, 255, 200]))
+        im = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    path = tmp_path / ("big.gif" if mode == "P" else "big.png")
+    im.save(path)
+    assert Image.open(path).mode == mode
+    (item,) = read_image_inputs([path], max_side=1000)
+    assert item.error is None, item.error
+    assert item.image.shape[:2] == (334, 1000)
+    assert max(ink_box(prepare_digit(item.image))) in (19, 20, 21)
