@@ -623,14 +623,23 @@ def terminal_preview(image: np.ndarray, style: str = "blocks") -> str:
 
     Each pixel is a shade character ('blocks': ' ░▒▓█', 'ascii': ' .:-=+*#%@'), doubled
     horizontally when that still fits (so the digit keeps its proportions). Bright = ink.
+    An image wider than 78 pixels (a model's input may be) is shown reduced by the smallest
+    integer factor that fits, each character the mean of a factor x factor block.
     """
     if style not in _SHADES:
         raise DataError(f"preview style must be one of {', '.join(_SHADES)}, received "
                         f"{style!r}")
     arr = np.asarray(image)
-    if arr.ndim != 2 or arr.shape[1] > 78:
-        raise DataError(f"terminal_preview: expected (H, W) with W <= 78, received shape "
+    if arr.ndim != 2 or arr.size == 0:
+        raise DataError(f"terminal_preview: expected an image (H, W), received shape "
                         f"{arr.shape}")
+    factor = -(-arr.shape[1] // 78)  # ceil: the reduced width fits 78 columns
+    if factor > 1:
+        h, w = arr.shape
+        pad = ((0, -h % factor), (0, -w % factor))
+        blocks = np.pad(arr.astype(np.float64), pad).reshape(
+            (h + pad[0][1]) // factor, factor, (w + pad[1][1]) // factor, factor)
+        arr = blocks.mean(axis=(1, 3))                                # (H/f, W/f)
     shades = np.array(list(_SHADES[style]))
     levels = np.clip(np.round(arr.astype(np.float64) / 255.0 * (len(shades) - 1)), 0,
                      len(shades) - 1).astype(np.int64)

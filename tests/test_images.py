@@ -222,6 +222,14 @@ def test_terminal_preview_shows_every_pixel_in_80_columns() -> None:
     assert ascii_lines[1 + 5][1 + 2 * 7] == "@" and ascii_lines[0].startswith("+--")
     wide = terminal_preview(np.zeros((10, 60), np.uint8)).split("\n")
     assert max(len(line) for line in wide) == 62  # one column a pixel when two do not fit
+    # a model's input wider than the terminal (predict --show of an 8x100 idx model):
+    # reduced by 2 to 4x50 (one column a pixel), not an error after the prediction
+    band = np.zeros((8, 100), np.uint8)
+    band[:, 40:60] = 255
+    lines = terminal_preview(band).split("\n")
+    assert len(lines) == 4 + 2 and max(len(line) for line in lines) == 50 + 2
+    assert lines[1][1:-1] == " " * 20 + "█" * 10 + " " * 20
+    assert max(len(x) for x in terminal_preview(np.ones((5, 1000), np.uint8)).split("\n")) <= 80
 
 
 # -- read_image_inputs -----------------------------------------------------------------------
