@@ -131,6 +131,9 @@ def format_runs(rows: Sequence[dict[str, Any]]) -> str:
 def _read_text(path: Path, problems: list[str]) -> str | None:
     if not path.exists():
         return None
+    if not path.is_file():  # a pipe would be read forever, a folder cannot be
+        problems.append(f"{path.name}: not a regular file")
+        return None
     try:
         with path.open("rb") as fh:
             data = fh.read(_MAX_TEXT + 1)
@@ -197,6 +200,8 @@ def _unfinished_status(d: Path) -> str:
 
 def _checkpoint_metadata(path: Path) -> dict[str, Any]:
     """A safetensors file's metadata, read from its header alone ({} if unreadable)."""
+    if not path.is_file():  # missing, a folder, or a pipe that would block the open
+        return {}
     try:
         with path.open("rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))

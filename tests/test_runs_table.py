@@ -183,3 +183,15 @@ def test_non_finite_numbers_and_deep_nesting_are_no_values_not_tracebacks(tmp_pa
     assert "metrics.jsonl: 1 unreadable line(s) skipped" in runs["deep-run"]["problem"]
     text = format_runs(sort_runs(list(runs.values()), "seconds"))
     assert "nan" not in text.lower() and "inf" not in text.lower()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_pipe_under_a_run_file_name_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    run = tmp_path / "piped"
+    run.mkdir()
+    for name in ("summary.json", "metrics.jsonl", "config.yaml", "last.safetensors"):
+        os.mkfifo(run / name)  # opening one for reading would wait for a writer forever
+    (row,) = list_runs(tmp_path)
+    assert row["status"] == "unfinished"
+    assert row["problem"] == ("summary.json: not a regular file; metrics.jsonl: not a regular "
+                              "file; config.yaml: not a regular file")
