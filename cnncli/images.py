@@ -24,7 +24,8 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from tokenize import TokenError
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -153,7 +154,9 @@ def _read_npy(p: Path, label: str, max_pixels: int) -> tuple[np.ndarray, bool]:
             reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                       else np.lib.format.read_array_header_2_0)
             shape, _, dtype = reader(fh)
-        except ValueError as exc:
+        # numpy re-tokenises a header it cannot parse (Python 2 files), and a damaged one
+        # then ends in tokenize.TokenError or SyntaxError rather than its usual ValueError
+        except (ValueError, SyntaxError, TokenError, RecursionError) as exc:
             raise DataError(f"{label}: not a readable .npy file ({_first_line(exc)})") from None
         offset = fh.tell()
     shape = tuple(shape)
@@ -268,10 +271,24 @@ def _read_pillow(p: Path, label: str, max_pixels: int, max_side: int) -> np.ndar
                 im.draft(im.mode, (width // factor, height // factor))  # decode at 1/2..1/8
             im.load()
             if factor > 1:
-                im = im.reduce(-(-max(im.size) // max_side))
+                im = _reducible(im).reduce(-(-max(im.size) // max_side))
             return _pil_array(im)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise DataError(f"{label}: not a readable image ({_first_line(exc)})") from None
+
+
+def _reducible(im: Any) -> Any:
+    """An image in a mode whose pixels Pillow's reduce() can average: a bilevel scan becomes
+    L, 16-bit greyscale I (32-bit), a palette image RGB or RGBA (averaging palette indices
+    would mix unrelated colours; reduce() refuses 1, P and I;16 outright)."""
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    if im.mode in ("P", "PA"):
+        alpha = im.mode == "PA" or "transparency" in im.info
+        return im.convert("RGBA" if alpha else "RGB")
+    return im
 
 
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"),
@@ -606,14 +623,23 @@ def terminal_preview(image: np.ndarray, style: str = "blocks") -> str:
 
     Each pixel is a shade character ('blocks': ' ░▒▓█', 'ascii': ' .:-=+*#%@'), doubled
     horizontally when that still fits (so the digit keeps its proportions). Bright = ink.
+    An image wider than 78 pixels (a model's input may be) is shown reduced by the smallest
+    integer factor that fits, each character the mean of a factor x factor block.
     """
     if style not in _SHADES:
         raise DataError(f"preview style must be one of {', '.join(_SHADES)}, received "
                         f"{style!r}")
     arr = np.asarray(image)
-    if arr.ndim != 2 or arr.shape[1] > 78:
-        raise DataError(f"terminal_preview: expected (H, W) with W <= 78, received shape "
+    if arr.ndim != 2 or arr.size == 0:
+        raise DataError(f"terminal_preview: expected an image (H, W), received shape "
                         f"{arr.shape}")
+    factor = -(-arr.shape[1] // 78)  # ceil: the reduced width fits 78 columns
+    if factor > 1:
+        h, w = arr.shape
+        pad = ((0, -h % factor), (0, -w % factor))
+        blocks = np.pad(arr.astype(np.float64), pad).reshape(
+            (h + pad[0][1]) // factor, factor, (w + pad[1][1]) // factor, factor)
+        arr = blocks.mean(axis=(1, 3))                                # (H/f, W/f)
     shades = np.array(list(_SHADES[style]))
     levels = np.clip(np.round(arr.astype(np.float64) / 255.0 * (len(shades) - 1)), 0,
                      len(shades) - 1).astype(np.int64)

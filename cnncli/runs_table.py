@@ -15,6 +15,7 @@ the row's `problem` and the rest of the row is filled from the other files.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -130,6 +131,9 @@ def format_runs(rows: Sequence[dict[str, Any]]) -> str:
 def _read_text(path: Path, problems: list[str]) -> str | None:
     if not path.exists():
         return None
+    if not path.is_file():  # a pipe would be read forever, a folder cannot be
+        problems.append(f"{path.name}: not a regular file")
+        return None
     try:
         with path.open("rb") as fh:
             data = fh.read(_MAX_TEXT + 1)
@@ -148,7 +152,7 @@ def _read_json(path: Path, problems: list[str]) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
         problems.append(f"{path.name}: not valid JSON (cut short?)")
         return None
 
@@ -163,7 +167,7 @@ def _read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             bad += 1
             continue
         if isinstance(row, dict):
@@ -196,13 +200,15 @@ def _unfinished_status(d: Path) -> str:
 
 def _checkpoint_metadata(path: Path) -> dict[str, Any]:
     """A safetensors file's metadata, read from its header alone ({} if unreadable)."""
+    if not path.is_file():  # missing, a folder, or a pipe that would block the open
+        return {}
     try:
         with path.open("rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
             if n > _MAX_TEXT:
                 return {}
             header = json.loads(fh.read(n))
-    except (OSError, struct.error, ValueError):
+    except (OSError, struct.error, ValueError, RecursionError):
         return {}
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return meta if isinstance(meta, dict) else {}
@@ -234,7 +240,14 @@ def _dig(data: Any, *keys: str) -> Any:
 
 
 def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    """A finite number, else None (JSON as Python writes it may hold NaN and Infinity)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        x = float(v)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return x if math.isfinite(x) else None
 
 
 def _int(v: Any) -> int | None:

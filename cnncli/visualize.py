@@ -93,6 +93,8 @@ class TestResults:
     images: np.ndarray  # uint8 (N, H, W)
     evaluation: Evaluation
     seconds: float
+    #: the data scored, when not the run's own (`--data-dir OTHER`); None: the run's own
+    other_data: DataIdentity | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -107,13 +109,15 @@ def test_images(view: RunView, source: DataSource) -> np.ndarray:
 def test_results(view: RunView, source: DataSource, batch_size: int = 1000) -> TestResults:
     """Load the run's test images by the checkpoint's data identity and score them."""
     t0 = time.perf_counter()
-    arrays = source.load(view.cfg.run.data, DataIdentity.from_dict(view.ckpt.data))
+    own = DataIdentity.from_dict(view.ckpt.data)
+    arrays = source.load(view.cfg.run.data, own)
     from cnncli.data.split import Split
 
     split = Split(arrays.test_images, arrays.test_labels.astype(np.int64))
     ev = evaluate(view.net, build_loss(view.cfg.run.loss), split, batch_size, view.ckpt.mean,
                   view.ckpt.std)
-    return TestResults(arrays.test_images, ev, time.perf_counter() - t0)
+    other = None if arrays.identity.same_data(own) else arrays.identity
+    return TestResults(arrays.test_images, ev, time.perf_counter() - t0, other)
 
 
 # -- the pictures ------------------------------------------------------------------------------
@@ -214,6 +218,11 @@ def write_report(view: RunView, source: DataSource | None, *, test: TestResults 
     elif not view.summary:
         notes.append("the run has no summary.json: it is unfinished or was interrupted")
     identity = DataIdentity.from_dict(view.ckpt.data)
+    other = test.other_data
+    if other is not None:  # --data-dir OTHER: the page must not credit the run's own data
+        notes.append(f"the test metrics, confusion matrix, mistakes and feature maps are of "
+                     f"other data than the run's own: {other.describe()}, not "
+                     f"{identity.describe()}")
     run_name = (view.run_dir or view.checkpoint_path.parent).name
     data = ReportData(
         name=run_name,
@@ -225,7 +234,11 @@ def write_report(view: RunView, source: DataSource | None, *, test: TestResults 
         provenance={"checkpoint": f"{view.checkpoint_path} (epoch {view.ckpt.epoch})",
                     "data": identity.describe(),
                     **({"folder": identity.folder} if identity.folder else {}),
-                    **identity.files, "normalisation (mean, std)":
+                    **identity.files,
+                    **({"test data (not the run's own)": other.describe(),
+                        **{f"test data {k}": v for k, v in other.files.items()}}
+                       if other is not None else {}),
+                    "normalisation (mean, std)":
                     f"{view.ckpt.mean:.4f}, {view.ckpt.std:.4f}",
                     "cnncli": view.ckpt.version},
         config_yaml=dump_yaml(view.cfg.resolved()),

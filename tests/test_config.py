@@ -158,6 +158,22 @@ def test_invalid_yaml_names_line_and_column(tmp_path):
     assert msg.startswith(f"{path}: invalid YAML: ") and "line" in msg
 
 
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    # PyYAML keeps the last of two equal keys: the first optimizer section would be dropped
+    path = _write(tmp_path, "model:\n  layers: [{type: flatten}, {type: dense, units: 10}]\n"
+                            "optimizer: {type: adam, lr: 0.001}\n"
+                            "optimizer: {type: sgd, lr: 0.5}\n")
+    assert _error(path) == (f"{path}: invalid YAML: the key 'optimizer' is given twice in one "
+                            "mapping at line 4, column 1")
+    nested = _write(tmp_path, "model:\n  layers:\n    - {type: dense, units: 10, units: 20}\n")
+    assert "the key 'units' is given twice" in _error(nested)
+    # a merge's keys may be overridden: that is what a merge is for
+    merged = _write(tmp_path, "model:\n  input_shape: [1, 28, 28]\n  layers:\n"
+                              "    - {type: flatten}\n"
+                              "    - {<<: {type: dense, units: 5}, units: 10}\n")
+    assert load_config(merged).run.model.layers[-1].units == 10
+
+
 def test_top_level_must_be_a_mapping(tmp_path):
     msg = _error(_write(tmp_path, "- model\n- train\n"))
     assert "the top level must be a mapping of sections" in msg and "list" in msg

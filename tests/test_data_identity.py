@@ -4,6 +4,7 @@ checkpoint; registered datasets other than MNIST work end to end."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -86,6 +87,29 @@ def test_eval_of_other_data_given_on_purpose_says_which_data_it_scored(trained, 
     code, out, err = run("eval", run_dir / "best.safetensors", "--data-dir", other, "--json")
     report = json.loads(out)
     assert report["same_data"] is False and report["images"] == 50
+
+
+def test_report_and_plots_of_other_data_say_so_and_name_the_data_scored(trained, tmp_path):
+    _, data, run_dir = trained
+    other = write_idx_folder(tmp_path / "other", test=50)
+    test_labels = "t10k-labels-idx1-ubyte"
+    own_sha = read_checkpoint(run_dir / "best.safetensors").data["files"][test_labels]
+    other_sha = hashlib.sha256((other / test_labels).read_bytes()).hexdigest()
+    assert own_sha != other_sha
+    code, out, err = run("report", run_dir, "--data-dir", other, "--out", tmp_path / "page")
+    assert code == 0, err
+    assert f"note: using idx folder {other.resolve()}" in err and "not the run's own" in err
+    page = (tmp_path / "page" / "report.html").read_text()
+    assert "the test metrics, confusion matrix, mistakes and feature maps are of other data" \
+        in page
+    assert other_sha in page and str(other.resolve()) in page
+    for picture in ("confusion", "mistakes"):
+        code, out, err = run("plot", picture, run_dir, "--data-dir", other, "--out", tmp_path)
+        assert code == 0 and "not the run's own" in err, (picture, err)
+    code, out, err = run("report", run_dir, "--out", tmp_path / "own")  # its own data: no note
+    assert code == 0 and "note:" not in err, err
+    page = (tmp_path / "own" / "report.html").read_text()
+    assert "other data" not in page and own_sha in page
 
 
 def test_resume_refuses_other_data_even_when_given_on_purpose(trained, tmp_path):

@@ -222,6 +222,14 @@ def test_terminal_preview_shows_every_pixel_in_80_columns() -> None:
     assert ascii_lines[1 + 5][1 + 2 * 7] == "@" and ascii_lines[0].startswith("+--")
     wide = terminal_preview(np.zeros((10, 60), np.uint8)).split("\n")
     assert max(len(line) for line in wide) == 62  # one column a pixel when two do not fit
+    # a model's input wider than the terminal (predict --show of an 8x100 idx model):
+    # reduced by 2 to 4x50 (one column a pixel), not an error after the prediction
+    band = np.zeros((8, 100), np.uint8)
+    band[:, 40:60] = 255
+    lines = terminal_preview(band).split("\n")
+    assert len(lines) == 4 + 2 and max(len(line) for line in lines) == 50 + 2
+    assert lines[1][1:-1] == " " * 20 + "█" * 10 + " " * 20
+    assert max(len(x) for x in terminal_preview(np.ones((5, 1000), np.uint8)).split("\n")) <= 80
 
 
 # -- read_image_inputs -----------------------------------------------------------------------
@@ -311,6 +319,8 @@ def test_every_bad_input_is_one_line_and_the_good_ones_still_load(tmp_path: Path
     np.save(tmp_path / "short.npy", np.zeros((4, 28, 28), np.uint8))
     short = (tmp_path / "short.npy").read_bytes()
     (tmp_path / "short.npy").write_bytes(short[:-100])
+    # a damaged header ('{' become a NUL byte): numpy re-tokenises it and stops at the lone '}'
+    (tmp_path / "header.npy").write_bytes(short[:10] + b"\x00" + short[11:])
     (tmp_path / "labels-idx1-ubyte").write_bytes(encode_idx(np.zeros(3, np.uint8)))
     (tmp_path / "bad-idx3-ubyte").write_bytes(encode_idx(np.zeros((3, 4, 4), np.uint8))[:-1])
     (tmp_path / "cut-idx3-ubyte.gz").write_bytes(gzip.compress(b"hello" * 100)[:-12])
@@ -330,6 +340,7 @@ def test_every_bad_input_is_one_line_and_the_good_ones_still_load(tmp_path: Path
         "obj.npy": "holds Python objects",
         "str.npy": "holds <U1 values",
         "short.npy": "the file is cut short",
+        "header.npy": "not a readable .npy file",
         "labels-idx1-ubyte": "an IDX labels file, not images",
         "bad-idx3-ubyte": "header says 3 images of 4x4 (48 bytes), file holds 47 bytes",
         "cut-idx3-ubyte.gz": "damaged gzip file (Compressed file ended before",
@@ -390,4 +401,27 @@ def test_large_photo_is_reduced_while_decoding(tmp_path: Path) -> None:
         tmp_path / "wide.png")
     (item,) = read_image_inputs([tmp_path / "wide.png"], max_side=1000)
     assert item.error is None and item.image.shape == (334, 1000)
+    assert max(ink_box(prepare_digit(item.image))) in (19, 20, 21)
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "I;16", "L"])
+def test_large_bilevel_palette_and_16_bit_images_are_reduced_too(tmp_path: Path, mode: str
+                                                                 ) -> None:
+    # a 300 dpi bilevel scan, a palette GIF or a 16-bit PNG over max_side: reduce() refuses
+    # the modes 1, P and I;16 ("image has wrong mode"), so they are converted first
+    digit = draw_digit("7", canvas=(3000, 1000), at=(1200, 300), height=500)
+    im = Image.fromarray(digit)
+    if mode == "I;16":
+        im = Image.fromarray(digit.astype(np.uint16) * 257)
+    elif mode == "1":
+        im = im.point(lambda v: 255 if v > 127 else 0).convert("1")
+    elif mode == "P":  # blue ink on yellowish paper, in a 16-colour palette
+        rgb = np.where((digit < 128)[..., None], np.uint8([0, 0, 200]), np.uint8([255, 255, 200]))
+        im = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    path = tmp_path / ("big.gif" if mode == "P" else "big.png")
+    im.save(path)
+    assert Image.open(path).mode == mode
+    (item,) = read_image_inputs([path], max_side=1000)
+    assert item.error is None, item.error
+    assert item.image.shape[:2] == (334, 1000)
     assert max(ink_box(prepare_digit(item.image))) in (19, 20, 21)

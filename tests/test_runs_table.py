@@ -155,3 +155,43 @@ def test_a_folder_that_is_not_there_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file: not a folder"):
         list_runs(tmp_path / "file")
     assert list_runs(tmp_path) == []
+
+
+def test_non_finite_numbers_and_deep_nesting_are_no_values_not_tracebacks(tmp_path: Path
+                                                                          ) -> None:
+    # Python's json writes and reads NaN and Infinity; 1e400 reads as infinity
+    odd = tmp_path / "odd-numbers"
+    odd.mkdir()
+    (odd / "summary.json").write_text('{"config": "lenet", "epochs": 1, "best_val_acc": NaN, '
+                                      '"test": {"accuracy": Infinity}, "wall_seconds": 1e400}')
+    part = tmp_path / "partial-run"
+    part.mkdir()
+    (part / "metrics.jsonl").write_text('{"epoch": 1, "val_acc": NaN, "seconds": -Infinity}\n'
+                                        '{"epoch": 2, "val_acc": 0.5, "seconds": ' + "9" * 400
+                                        + "}\n")
+    deep = tmp_path / "deep-run"
+    deep.mkdir()
+    (deep / "summary.json").write_text("[" * 100_000)
+    (deep / "metrics.jsonl").write_text("[" * 100_000 + "\n")
+    (deep / "last.safetensors").write_bytes(struct.pack("<Q", 100_000) + b"[" * 100_000)
+    runs = by_name(list_runs(tmp_path))
+    assert (runs["odd-numbers"]["best_val_acc"], runs["odd-numbers"]["test_acc"],
+            runs["odd-numbers"]["seconds"]) == (None, None, None)
+    assert (runs["partial-run"]["best_val_acc"], runs["partial-run"]["seconds"]) == (0.5, None)
+    assert runs["deep-run"]["status"] == "unfinished"
+    assert "summary.json: not valid JSON" in runs["deep-run"]["problem"]
+    assert "metrics.jsonl: 1 unreadable line(s) skipped" in runs["deep-run"]["problem"]
+    text = format_runs(sort_runs(list(runs.values()), "seconds"))
+    assert "nan" not in text.lower() and "inf" not in text.lower()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_pipe_under_a_run_file_name_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    run = tmp_path / "piped"
+    run.mkdir()
+    for name in ("summary.json", "metrics.jsonl", "config.yaml", "last.safetensors"):
+        os.mkfifo(run / name)  # opening one for reading would wait for a writer forever
+    (row,) = list_runs(tmp_path)
+    assert row["status"] == "unfinished"
+    assert row["problem"] == ("summary.json: not a regular file; metrics.jsonl: not a regular "
+                              "file; config.yaml: not a regular file")

@@ -17,6 +17,12 @@ OUT = click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
 data_dir_option = data_dir_option_for(config=False, checkpoint=True)
 
 
+def echo_notes(notes: list[str]) -> None:
+    """What the data source says the user should hear (other data than the run's own)."""
+    for note in notes:
+        click.echo(note, err=True)
+
+
 @cli.command()
 @click.argument("checkpoint", type=click.Path(), metavar="RUN|CHECKPOINT")
 @click.argument("images", nargs=-1, required=True, type=click.Path(), metavar="IMAGE...")
@@ -85,7 +91,9 @@ def plot_confusion(run: str, out: str | None, data_dir: str | None,
     from cnncli.visualize import draw_confusion, open_run, test_results
 
     view = open_run(run)
-    test = test_results(view, fetching_source(data_dir, mirrors, False))
+    source = fetching_source(data_dir, mirrors, False)
+    test = test_results(view, source)
+    echo_notes(source.notes)
     click.echo(draw_confusion(view, test, out).path)
 
 
@@ -102,7 +110,9 @@ def plot_mistakes(run: str, out: str | None, count: int, data_dir: str | None,
     from cnncli.visualize import draw_mistakes, open_run, test_results
 
     view = open_run(run)
-    test = test_results(view, fetching_source(data_dir, mirrors, False))
+    source = fetching_source(data_dir, mirrors, False)
+    test = test_results(view, source)
+    echo_notes(source.notes)
     click.echo(draw_mistakes(view, test, out, n=count).path)
 
 
@@ -144,7 +154,9 @@ def plot_activations(run: str, out: str | None, image_path: str | None, index: i
             raise DataError(items[0].error or f"{image_path}: no image")
         image = prepare_digit(items[0].image, tuple(view.cfg.run.model.input_shape[1:]), raw=raw)
     else:
-        images = test_images(view, fetching_source(data_dir, mirrors, False))
+        source = fetching_source(data_dir, mirrors, False)
+        images = test_images(view, source)
+        echo_notes(source.notes)
         i = 0 if index is None else index
         if i >= len(images):
             raise click.UsageError(f"--index {i}: the test set has {len(images):,} images")
@@ -167,9 +179,10 @@ def report(run: str, sample: int, out: str | None, data_dir: str | None,
     metrics, confusion matrix, mistakes, filters, feature maps, timings and environment."""
     from cnncli.visualize import open_run, write_report
 
-    path = write_report(open_run(run), fetching_source(data_dir, mirrors, quiet), sample=sample,
-                        out=out)
+    source = fetching_source(data_dir, mirrors, quiet)
+    path = write_report(open_run(run), source, sample=sample, out=out)
     if not quiet:
+        echo_notes(source.notes)
         click.echo(path)
 
 

@@ -17,7 +17,24 @@ from cnncli.errors import ConfigError, quote
 
 
 class _Loader(yaml.SafeLoader):
-    """yaml.SafeLoader, plus YAML 1.2 floats such as 1e-3 and 5E+2."""
+    """yaml.SafeLoader, plus YAML 1.2 floats such as 1e-3 and 5E+2, and a key given twice in
+    one mapping is an error (PyYAML keeps the last silently: a second `optimizer:` section
+    would drop the first without a word). Keys a merge (`<<: *base`) brings in may still be
+    overridden: that is what a merge is for."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {quote(key)} is given twice in one mapping",
+                        key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
