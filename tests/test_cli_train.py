@@ -271,10 +271,10 @@ def test_train_writes_a_run_folder_and_eval_reads_it(tmp_path, generated):
     assert code == 0, err
     assert "total parameters" in out  # the model table
     lines = out.splitlines()
-    start = next(ln for ln in lines if ln.startswith("training on "))  # the data is named
-    assert start.startswith(f"training on idx folder {tmp_path / 'digits'} (train images "
-                            "sha256 "), start
-    assert start.endswith(": 320 training images, 80 validation"), start
+    data = lines.index(next(ln for ln in lines if ln.startswith("data: ")))  # the data is named
+    assert lines[data].startswith(f"data: idx folder {tmp_path / 'digits'} (train images "
+                                  "sha256 "), lines[data]
+    assert lines[data + 1] == "training: 320 training images, 80 validation"
     header = next(i for i, ln in enumerate(lines) if ln.split()[:3] == ["epoch", "train", "loss"])
     assert lines[header + 1].split()[0] == "1/2" and lines[header + 2].split()[0] == "2/2"
     assert f"run folder {run_dir}" in out.splitlines()[-2]

@@ -46,8 +46,9 @@ def progress_callbacks(quiet: bool, input_shape: Any, layers: Any) -> Any:
             click.echo(format_summary(input_shape, layers))
             action = (f"resuming {info.resumed_from} at epoch {info.resumed_at}"
                       if info.resumed_from else "training")
-            on = f" {info.data}" if info.data else ""
-            click.echo(f"{action} on{on}: {plural(info.train_images, 'training image')}, "
+            if info.data:
+                click.echo(f"data: {info.data}")
+            click.echo(f"{action}: {plural(info.train_images, 'training image')}, "
                        f"{info.val_images:,} validation")
             click.echo(f"run folder {info.run_dir}")
 
