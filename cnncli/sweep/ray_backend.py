@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -54,12 +56,28 @@ def _env(**values: str) -> Iterator[None]:
 
 
 @contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Tune logs every failed trial with its traceback; the sweep records it as one line."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
 def ray_session(address: str | None, threads: int) -> Iterator[None]:
     """Ray for the duration of the block: connected to `address` (or $RAY_ADDRESS), else
     started on this machine. A Ray the caller already initialised is used as it is."""
     import ray
 
     if ray.is_initialized():
+        if address:
+            raise CnnError(f"cannot connect to the Ray cluster at {address}: this process "
+                           "already runs Ray (ray.init was called); the sweep uses that one, "
+                           "so pass no address")
         yield
         return
     common: dict[str, Any] = {
@@ -70,7 +88,14 @@ def ray_session(address: str | None, threads: int) -> Iterator[None]:
     address = address or os.environ.get("RAY_ADDRESS") or None
     temp = None
     if address:
-        ray.init(address=address, **common)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise CnnError(
+                f"cannot connect to the Ray cluster at {address}: {one_line(exc, 200)} (a "
+                "cluster with token authentication also needs RAY_AUTH_MODE=token and its "
+                "token in $RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
     else:
         temp = tempfile.mkdtemp(prefix="cnncli-ray-")  # short: Ray's socket paths are limited
         with _env(RAY_USAGE_STATS_ENABLED="0"):
@@ -81,6 +106,19 @@ def ray_session(address: str | None, threads: int) -> Iterator[None]:
         ray.shutdown()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at a host:port address (ray.init would retry a
+    refused connection for many minutes); other forms (auto, ray://...) go to Ray as they are."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise CnnError(f"cannot connect to the Ray cluster at {address}: "
+                       f"{exc.strerror or exc} (is `ray start --head` running there?)") from None
 
 
 # -- the trial, in the worker -----------------------------------------------------------------
@@ -103,6 +141,22 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     if not isinstance(exc, CnnError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def worker_failure(text: str) -> str:
+    """Tune's error file of a trial whose worker died -> one line: what happened and why.
+
+    The file holds 'Failure # 1 (occurred at ...)' and then the exception, e.g. 'The actor
+    died unexpectedly before finishing this task.' followed by Ray's details, among them
+    'Worker exit detail: <why>. Some common causes include: ...'.
+    """
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.startswith("Failure #")]
+    what = lines[0] if lines else "the trial's worker failed"
+    detail = re.search(r"Worker exit detail: (.*?)(?: Some common causes|$)", text)
+    why = f" ({detail.group(1).strip()})" if detail else ""
+    message = f"{what}{why}"
+    return message if len(message) <= 300 else message[:297] + "..."
 
 
 def _trainable(config: dict[str, Any], context: TrialContext) -> None:
@@ -180,9 +234,13 @@ class _Recorder(tune.Callback):
         self._end(trial, error=None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        text = trial.get_error() or "the trial's worker failed"
-        lines = [line for line in str(text).splitlines() if line.strip()]
-        self._end(trial, error=(lines[-1] if lines else str(text))[:300])
+        """The worker itself failed (a Python error is caught in the trial): killed, crashed,
+        out of memory. Tune has just written the error to the trial's local error file."""
+        try:
+            text = Path(trial.error_file).read_text(encoding="utf-8", errors="replace")
+        except (OSError, TypeError):
+            text = ""
+        self._end(trial, error=worker_failure(text))
 
     def _end(self, trial: Any, error: str | None) -> None:
         tid = trial.config["trial_id"]
@@ -243,7 +301,10 @@ def run_trials(
     def name_of(t: Any) -> str:
         return str(t.config["trial_id"])
 
-    with ray_session(address, spec.cpus_per_trial), _env(RAY_AIR_NEW_OUTPUT="0"):
+    # RAY_AIR_NEW_OUTPUT=0: the new output engine prints a banner even at verbose=0;
+    # strict metric checking would refuse the final report, which carries no val_acc
+    quiet = _env(RAY_AIR_NEW_OUTPUT="0", TUNE_DISABLE_STRICT_METRIC_CHECKING="1")
+    with ray_session(address, spec.cpus_per_trial), quiet, _quiet_logger("ray.tune"):
         tune.Tuner(
             trainable,
             param_space={"trial_id": tune.grid_search([t.trial_id for t in trials])},
@@ -255,5 +316,5 @@ def run_trials(
             run_config=tune.RunConfig(
                 name=f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}", storage_path=storage,
                 verbose=0, callbacks=[recorder]),
-        ).fit()  # RAY_AIR_NEW_OUTPUT=0: the new output engine prints a banner at verbose=0
+        ).fit()
     return recorder.records
