@@ -75,7 +75,7 @@ def test_embedded_ray_runs_a_2x2_grid_with_2_seeds_into_one_sweep_folder(tmp_pat
         (row.val_mean for row in result.table), reverse=True)
     best = load_config(str(result.best_config))
     top = result.table[0].overrides
-    assert (best.optimizer.lr, best.train.batch_size) == (top["optimizer.lr"],
+    assert (best.run.optimizer.lr, best.run.train.batch_size) == (top["optimizer.lr"],
                                                           top["train.batch_size"])
     assert len(format_table(result.table).splitlines()) == 5
 

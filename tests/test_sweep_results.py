@@ -115,5 +115,5 @@ def test_best_yaml_is_the_resolved_config_with_the_winning_overrides_and_seed(tm
                            "best trial (bbbbbbbb-s0).\n")
     (tmp_path / "best.yaml").write_text(text)
     cfg = load_config(str(tmp_path / "best.yaml"))
-    assert (cfg.optimizer.lr, cfg.train.seed) == (0.2, 0)
+    assert (cfg.run.optimizer.lr, cfg.run.train.seed) == (0.2, 0)
     assert cfg.resolved() == resolved

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 
 import pytest
 from sweep_helpers import tiny_config
 
+from cnncli.errors import ConfigError
 from cnncli.sweep.trial import CnncliTrial
+from cnncli.training.folder import LOCK, RUN_FILES
 
 
 class Killed(Exception):
@@ -29,11 +32,12 @@ def test_a_trial_is_an_ordinary_run_folder_and_reports_each_epoch(tmp_path):
     summary = CnncliTrial()(str(config), [("optimizer.lr", 0.005)], 3, tmp_path / "run",
                             rows.append)
     run = tmp_path / "run"
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.jsonl", "metrics.csv",
-                                               "last.safetensors", "best.safetensors",
-                                               "summary.json"}
+    files = {p.name for p in run.iterdir()} - {LOCK}
+    assert {"config.yaml", "metrics.jsonl", "metrics.csv", "last.safetensors",
+            "best.safetensors", "summary.json", "report.html"} <= files <= set(RUN_FILES)
     assert rows == read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2]
+    assert summary.pop("report") == str(run / "report.html")  # as `cnncli train` writes it
     assert summary == json.loads((run / "summary.json").read_text())
     assert (summary["epochs"], summary["train_images"]) == (2, 320)
     saved = (run / "config.yaml").read_text()
@@ -42,7 +46,7 @@ def test_a_trial_is_an_ordinary_run_folder_and_reports_each_epoch(tmp_path):
 
 def test_an_interrupted_trial_continues_from_its_checkpoint_as_if_never_stopped(tmp_path):
     config = tiny_config(tmp_path, epochs=3)
-    trial = CnncliTrial()
+    trial = CnncliTrial(report=False)
 
     def dies_after_epoch_1(row):
         if row["epoch"] == 1:
@@ -62,6 +66,42 @@ def test_an_interrupted_trial_continues_from_its_checkpoint_as_if_never_stopped(
     assert strip == [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")}
                      for r in whole]
     assert summary["steps"] == 3 * 10
+
+
+def test_a_trial_stopped_before_its_first_checkpoint_starts_again_from_scratch(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    trial = CnncliTrial(report=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("what the killed start wrote\n")
+    (run / "metrics.jsonl").write_text("")
+    rows = []
+    trial(str(config), [], 0, run, rows.append)
+    assert [r["epoch"] for r in rows] == [1]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="folder exists and is not empty"):
+        trial(str(config), [], 0, tmp_path / "mine", rows.append)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_trial_that_finished_unrecorded_is_not_trained_again(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    trial = CnncliTrial(report=False)
+    first = []
+    summary = trial(str(config), [], 0, tmp_path / "run", first.append)
+    written = (tmp_path / "run" / "last.safetensors").stat().st_mtime_ns
+    again = []
+    assert trial(str(config), [], 0, tmp_path / "run", again.append) == summary
+    assert again == first
+    assert (tmp_path / "run" / "last.safetensors").stat().st_mtime_ns == written
+
+
+def test_the_driver_s_terminal_hooks_are_not_shipped_to_the_workers():
+    trial = CnncliTrial(data_dir="/d", mirrors=("/m",), progress=print, notify=print)
+    shipped = pickle.loads(pickle.dumps(trial))
+    assert (shipped.data_dir, shipped.mirrors, shipped.progress, shipped.notify) == (
+        "/d", ("/m",), None, None)
 
 
 def test_a_failing_trial_raises_its_one_line_error(tmp_path):

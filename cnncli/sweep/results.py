@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cnncli.checkpoint import write_atomic
+from cnncli.files import write_atomic
 from cnncli.sweep.expand import Trial
 
 SPEC_FILE, JSONL, CSV, BEST = "sweep.yaml", "sweep.jsonl", "sweep.csv", "best.yaml"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,7 +27,7 @@ import yaml
 
 from cnncli.config import safe_load
 from cnncli.errors import CnnError, ConfigError, quote
-from cnncli.sweep.expand import Overrides, Trial, expand
+from cnncli.sweep.expand import SEED_KEY, Overrides, Trial, expand
 from cnncli.sweep.results import (
     BEST,
     FINISHED,
@@ -41,7 +41,7 @@ from cnncli.sweep.results import (
     write_records,
 )
 from cnncli.sweep.spec import SweepSpec, validate_spec
-from cnncli.sweep.trial import CnncliTrial, resolve_config
+from cnncli.sweep.trial import CnncliTrial, distinct_data, resolve_config
 
 #: the one line shown when Ray is missing
 INSTALL_HINT = 'the sweep runs on Ray, which is not installed: pip install "cnncli[sweep]"'
@@ -103,8 +103,8 @@ def run_sweep(
     `address` (else $RAY_ADDRESS) connects to a running Ray cluster; without it Ray starts on
     this machine for the sweep and stops after it. `storage` is where Ray keeps its own records
     (default: <sweep_dir>/ray). `train_trial` and `resolve` are the seams to the trainer and the
-    config loader (cnncli.sweep.trial); the default trains with cnncli.train and MNIST from
-    the config's data section.
+    config loader (cnncli.sweep.trial); the default, CnncliTrial(), trains as `cnncli train`
+    does, on the data the config's data section names.
     """
     require_ray()
     sweep_dir = Path(sweep_dir).absolute()
@@ -120,7 +120,15 @@ def run_sweep(
     if spec.early_stopping is not None:
         _check_validation(spec, trials, configs)
     kept = {tid: r for tid, r in read_records(sweep_dir).items() if r.status in FINISHED}
-    todo = [t for t in trials if t.trial_id not in kept]
+    pending = [i for i, t in enumerate(trials) if t.trial_id not in kept]
+    todo = [trials[i] for i in pending]
+    trial_fn = train_trial or CnncliTrial()
+    if isinstance(trial_fn, CnncliTrial):  # its workers are the CPUs Ray gives a trial
+        trial_fn = replace(trial_fn, threads=spec.cpus_per_trial)
+    prepare = getattr(trial_fn, "prepare", None)
+    if callable(prepare):  # e.g. fetch the data once, before anything is written
+        for trial in distinct_data(todo, [configs[i] for i in pending]):
+            prepare(spec.base, trial.all_overrides())
     if not resume:
         _make_folder(sweep_dir)
         _write_text(spec_file, _spec_yaml(spec))
@@ -129,10 +137,6 @@ def run_sweep(
                                           "kept": len(trials) - len(todo)}))
     done: dict[str, TrialRecord] = {}
     if todo:
-        trial_fn = train_trial or CnncliTrial()
-        prepare = getattr(trial_fn, "prepare", None)
-        if callable(prepare):
-            prepare(spec.base, todo[0].all_overrides())
         done = _run(spec, trials, todo, trial_fn, sweep_dir, address, storage, configs, emit)
     records = [done.get(t.trial_id) or kept.get(t.trial_id)
                or TrialRecord.unfinished(t, sweep_dir / TRIALS / t.trial_id) for t in trials]
@@ -219,7 +223,7 @@ def _make_folder(path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from cnncli.checkpoint import write_atomic
+    from cnncli.files import write_atomic
 
     write_atomic(path, text.encode())
 
@@ -231,7 +235,7 @@ def _write_best(spec: SweepSpec, sweep_dir: Path, table: list[ConfigResult],
         return None
     record = next(r for r in records if r.trial_id == top.best_trial)
     seeded = [*record.overrides.items(), *([] if record.seed is None else
-                                          [("train.seed", record.seed)])]
+                                          [(SEED_KEY, record.seed)])]
     path = sweep_dir / BEST
     _write_text(path, best_yaml_text(spec.name, top, record, resolve(spec.base, seeded)))
     return path
