@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnncli.errors import ConfigError
-from cnncli.sweep.spec import load_spec, spec_from_options, validate_spec, yaml12_numbers
+from cnncli.sweep.spec import load_spec, spec_from_options, validate_spec
 
 
 def error_of(data: dict, **kwargs) -> str:
@@ -97,12 +97,16 @@ def test_a_full_sweep_file_validates_with_its_defaults(tmp_path):
     assert spec.source == str(path)
 
 
-def test_exponent_numbers_without_a_dot_are_numbers_as_in_yaml_1_2():
-    # PyYAML (YAML 1.1) reads these as text; a config field would accept them anyway, but
-    # ids, tables and CSV columns should show the number
-    assert yaml12_numbers(["3e-4", "1E3", "-2.5e+2", ".5e1", "1e", "e3", "lenet", 7]) == [
-        0.0003, 1000.0, -250.0, 5.0, "1e", "e3", "lenet", 7]
-    assert yaml12_numbers({"a": ["1e-3", ["2e2"]]}) == {"a": [0.001, [200.0]]}
+def test_exponent_numbers_without_a_dot_are_numbers_as_in_configs(tmp_path):
+    # read by cnncli.config's YAML loader (YAML 1.2 floats), in files and options alike
+    path = tmp_path / "s.yaml"
+    path.write_text("base: lenet\ngrid: {optimizer.lr: [3e-4, 1E3]}\n"
+                    "random: {optimizer.weight_decay: {choice: [1e-5, -2.5e+2]}}\nsamples: 1\n")
+    spec = load_spec(path)
+    assert spec.grid["optimizer.lr"] == [0.0003, 1000.0]
+    assert spec.random["optimizer.weight_decay"].choice == [1e-5, -250.0]
+    assert spec_from_options("lenet", grid=["optimizer.lr=3e-4,1e3"]).grid == {
+        "optimizer.lr": [0.0003, 1000.0]}
 
 
 def test_the_command_line_form_builds_the_same_spec_as_the_file(tmp_path):

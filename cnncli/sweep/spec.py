@@ -21,8 +21,8 @@ A sweep file (every key but `base` optional; unknown keys are errors):
     max_concurrent: 2                   # trials at once (default: as many as the CPUs allow)
     cpus_per_trial: 1                   # CPUs and BLAS threads of each trial
 
-Values are YAML, and a number in exponent notation without a dot (3e-4, 1e3) is a number, as
-in YAML 1.2 (PyYAML would read it as text). Every error is one ConfigError line naming the
+Values are YAML as configs read it (cnncli.config.safe_load: 3e-4 is a number, as in YAML
+1.2). Every error is one ConfigError line naming the
 file (or option) and the key: `sweep.yaml: grid.optimizer.lr: must be a non-empty list,
 received 0.001`.
 """
@@ -37,35 +37,18 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
     StrictInt,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
 from cnncli.config import parse_key_path, safe_load
 from cnncli.errors import ConfigError, quote
 
-#: a float written with an exponent and no dot, which YAML 1.1 (PyYAML) leaves as text
-_EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def yaml12_numbers(value: Any) -> Any:
-    """'3e-4' -> 0.0003, inside lists and mappings too; any other value is returned as is."""
-    if isinstance(value, str) and _EXP_FLOAT.fullmatch(value.strip()):
-        return float(value)
-    if isinstance(value, list):
-        return [yaml12_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: yaml12_numbers(v) for k, v in value.items()}
-    return value
-
-
-Real = Annotated[float, BeforeValidator(yaml12_numbers), Field(strict=True, allow_inf_nan=False)]
+Real = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Number = StrictInt | Real  # an int stays an int (integer draws), anything else is a float
 
 
@@ -98,8 +81,6 @@ class Distribution(_Strict):
             raise ValueError(f"{given[0]}: needs lo < hi, received {quote(lo_hi)}")
         if self.loguniform is not None and self.loguniform[0] <= 0:
             raise ValueError(f"loguniform: needs lo > 0, received {quote(self.loguniform)}")
-        if self.choice is not None:
-            self.choice = yaml12_numbers(self.choice)
         return self
 
 
@@ -140,11 +121,6 @@ class SweepSpec(_Strict):
 
     #: how errors refer to the spec: a file name, or 'the command line'
     _source: str = PrivateAttr("sweep")
-
-    @field_validator("grid", mode="before")
-    @classmethod
-    def _grid_numbers(cls, v: Any) -> Any:
-        return yaml12_numbers(v) if isinstance(v, dict) else v
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepSpec:
@@ -254,8 +230,7 @@ def spec_from_options(
 
 
 def _flow_list(raw: str, label: str) -> list[Any]:
-    value = safe_load(f"[{raw}]", label)
-    return yaml12_numbers(value)
+    return safe_load(f"[{raw}]", label)
 
 
 # -- validation and its one-line errors ------------------------------------------------------
