@@ -33,7 +33,8 @@ def error_of(data: dict, **kwargs) -> str:
     ({"base": "lenet", "grid": {"optimizer..lr": [1]}},
      "s.yaml: grid.optimizer..lr: bad key path 'optimizer..lr'"),
     ({"base": "lenet", "grid": {"train.seed": [1, 2]}},
-     "s.yaml: grid.train.seed: sweep it with seeds: [...], not as an override"),
+     "s.yaml: grid.train.seed: give the seeds with seeds: [...] (--seeds), not as an "
+     "override"),
     ({"base": "lenet", "grid": {"optimizer.lr": [1]}, "random": {"optimizer.lr": {"choice": [2]}},
       "samples": 1}, "s.yaml: random.optimizer.lr: is also in grid"),
     ({"base": "lenet", "random": {"optimizer.lr": {"uniform": [0.1, "x"]}}, "samples": 2},
@@ -121,6 +122,24 @@ def test_the_command_line_form_builds_the_same_spec_as_the_file(tmp_path):
     assert isinstance(options.grid["optimizer.lr"][0], float)
 
 
+def test_set_fixes_overrides_of_every_trial_in_a_file_and_on_the_command_line(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("base: lenet\nset: {train.epochs: 1, 'optimizer': {type: sgd, lr: 0.1}}\n"
+                    "grid: {optimizer.momentum: [0.0, 0.9]}\n")
+    options = spec_from_options("lenet", grid=["optimizer.momentum=0.0,0.9"], name="s",
+                                overrides=["train.epochs=1", "optimizer={type: sgd, lr: 0.1}"])
+    assert options.model_dump() == load_spec(path).model_dump()
+    assert options.set == {"train.epochs": 1, "optimizer": {"type": "sgd", "lr": 0.1}}
+
+
+def test_a_sweep_is_named_after_its_file_or_its_config(tmp_path):
+    (tmp_path / "my lr.yaml").write_text("base: lenet\n")
+    assert load_spec(tmp_path / "my lr.yaml").name == "my-lr"
+    assert spec_from_options("lenet").name == "lenet"
+    (tmp_path / "small.yml").write_text("")
+    assert spec_from_options(str(tmp_path / "small.yml")).name == "small"
+
+
 def test_command_line_values_are_yaml_so_lists_and_text_work():
     spec = spec_from_options("lenet", grid=["optimizer.betas=[0.9,0.99],[0.8,0.9]",
                                             "schedule.type=constant,cosine"])
@@ -134,7 +153,11 @@ def test_command_line_values_are_yaml_so_lists_and_text_work():
     ({"grid": ["optimizer.lr=1", "optimizer.lr=2"]}, "--grid optimizer.lr: given twice"),
     ({"grid": ["optimizer.lr=1,1"]}, "--grid optimizer.lr: lists 1 twice"),
     ({"grid": ["optimizer.lr=[1"]}, "--grid optimizer.lr: invalid YAML"),
-    ({"grid": ["train.seed=1,2"]}, "--grid train.seed: sweep it with seeds: [...]"),
+    ({"grid": ["train.seed=1,2"]}, "--grid train.seed: give the seeds with seeds: [...]"),
+    ({"overrides": ["train.epochs"]}, "--set 'train.epochs': expected key.path=value"),
+    ({"overrides": ["train.seed=3"]}, "--set train.seed: give the seeds with seeds: [...]"),
+    ({"overrides": ["optimizer.lr=0.1"], "grid": ["optimizer.lr=1,2"]},
+     "the command line: set.optimizer.lr: also varies in the sweep"),
     ({"seeds": "0,-1"}, "--seeds: must be >= 0, received -1"),
     ({"seeds": "a"}, "--seeds: must be an integer, received 'a'"),
     ({"name": "a b"}, "--name: must be 1 to 64 letters"),

@@ -7,8 +7,9 @@ every random draw) for the first seed, then all of them for the next seed, so an
 interrupted sweep has seen every config once before it repeats any.
 
 A trial's id is `<config id>-s<seed>` (or the config id alone without seeds), where the
-config id is the first 8 hex digits of the SHA-256 of its overrides as canonical JSON: the
-same overrides give the same id in every run, which is how `resume` finds its trials.
+config id is the first 8 hex digits of the SHA-256 of its overrides (what varies; the fixed
+`set:` is the same in every trial) as canonical JSON: the same overrides give the same id in
+every run, which is how `resume` finds its trials.
 """
 
 from __future__ import annotations
@@ -43,13 +44,19 @@ class Trial:
 
     trial_id: str
     config_id: str
-    overrides: tuple[tuple[str, Any], ...]  # without the seed
+    overrides: tuple[tuple[str, Any], ...]  # what varies, without the seed
     seed: int | None
+    #: the sweep's fixed overrides (`set:`), the same in every trial
+    fixed: tuple[tuple[str, Any], ...] = ()
+
+    def config_overrides(self) -> list[tuple[str, Any]]:
+        """The overrides of the trial's config but the seed: the fixed ones, then its own."""
+        return [*self.fixed, *self.overrides]
 
     def all_overrides(self) -> list[tuple[str, Any]]:
-        """The overrides the trial trains with: its own, then train.seed."""
+        """The overrides the trial trains with: the fixed ones, its own, then train.seed."""
         seed = [] if self.seed is None else [(SEED_KEY, self.seed)]
-        return [*self.overrides, *seed]
+        return [*self.config_overrides(), *seed]
 
     def describe(self) -> str:
         """'optimizer.lr=0.001 train.batch_size=32 seed=0', for messages and tables."""
@@ -120,7 +127,7 @@ def expand(spec: SweepSpec, validate: Validate | None = None) -> list[Trial]:
         for point in points:
             cid = config_id(point)
             tid = cid if seed is None else f"{cid}-s{seed}"
-            trials.append(Trial(tid, cid, point, seed))
+            trials.append(Trial(tid, cid, point, seed, tuple(spec.set.items())))
     if validate is not None:
         for trial in trials:
             try:

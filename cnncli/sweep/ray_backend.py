@@ -173,8 +173,8 @@ def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     final: dict[str, Any]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        summary = context.train_trial(context.base, list(trial.overrides), trial.seed, run_dir,
-                                      report_epoch)
+        summary = context.train_trial(context.base, trial.config_overrides(), trial.seed,
+                                      run_dir, report_epoch)
         final = {"status": "ok", "summary": summary}
     except Exception as exc:  # a failure stays in its trial (Tune's stop is a SystemExit)
         final = {"status": "failed", "error": one_line(exc)}

@@ -1,12 +1,15 @@
 """What a sweep runs: the sweep file schema, and the same object from command-line options.
 
     spec = load_spec("sweep.yaml")
-    spec = spec_from_options("lenet", grid=["optimizer.lr=3e-4,1e-3,3e-3"], seeds="0,1")
+    spec = spec_from_options("lenet", grid=["optimizer.lr=3e-4,1e-3,3e-3"], seeds="0,1",
+                             set=["train.epochs=5"])
 
 A sweep file (every key but `base` optional; unknown keys are errors):
 
     name: lr-sweep                      # label of the sweep (letters, digits, . _ -)
     base: lenet                         # a preset name or a config file (relative to this file)
+    set:                                # fixed overrides of every trial (like --set)
+      train.epochs: 5
     grid:                               # every combination of these values
       optimizer.lr: [3e-4, 1e-3, 3e-3]
       train.batch_size: [32, 64]
@@ -59,7 +62,8 @@ class _Strict(BaseModel):
 def _check_key(key: str) -> str:
     parse_key_path(key)  # ConfigError names the expected form
     if key == "train.seed":
-        raise ValueError("train.seed: sweep it with seeds: [...], not as an override")
+        raise ValueError("train.seed: give the seeds with seeds: [...] (--seeds), not as an "
+                         "override")
     return key
 
 
@@ -110,6 +114,7 @@ class SweepSpec(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "sweep"
     base: Annotated[str, Field(min_length=1)]
+    set: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     random: dict[str, Distribution] = Field(default_factory=dict)
     samples: StrictInt | None = Field(None, ge=1)
@@ -124,7 +129,7 @@ class SweepSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepSpec:
-        for section in ("grid", "random"):
+        for section in ("set", "grid", "random"):
             for key in getattr(self, section):
                 try:
                     _check_key(key)
@@ -138,6 +143,10 @@ class SweepSpec(_Strict):
         both = sorted(set(self.grid) & set(self.random))
         if both:
             raise ValueError(f"random.{both[0]}: is also in grid; a key varies in one of them")
+        fixed = sorted((set(self.grid) | set(self.random)) & set(self.set))
+        if fixed:
+            raise ValueError(f"set.{fixed[0]}: also varies in the sweep; a key is fixed (set) "
+                             "or varies (grid, random), not both")
         if self.random and self.samples is None:
             raise ValueError("samples: is required with random (how many draws)")
         if self.samples is not None and not self.random:
@@ -168,15 +177,29 @@ def load_spec(path: str | Path) -> SweepSpec:
     except UnicodeDecodeError:
         raise ConfigError(f"{label}: is not UTF-8 text, expected a YAML sweep file") from None
     except OSError as exc:
-        raise ConfigError(f"{label}: cannot be read ({exc.strerror})") from None
+        from cnncli.config import preset_names
+
+        hint = (f"; {label!r} is a preset: sweep it with --config {label} --grid ..."
+                if label in preset_names() else "")
+        raise ConfigError(f"{label}: cannot be read ({exc.strerror}){hint}") from None
     data = safe_load(text, label)
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: the top level must be a mapping (base, grid, random, "
                           f"seeds, ...), received {quote(data)}")
+    if "model" in data and "base" not in data:
+        raise ConfigError(f"{label}: is a training config, not a sweep file; sweep it with "
+                          f"--config {label} --grid ..., or write a sweep file whose base: "
+                          "names it")
     if "name" not in data:
-        data["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)[:64] or "sweep"
+        data["name"] = _name_of(path.name)
     spec = validate_spec(data, source=label)
     return spec.model_copy(update={"base": _locate_base(spec.base, path.parent)})
+
+
+def _name_of(file_name: str) -> str:
+    """A sweep's default name: its file's or config's name without .yaml, made safe."""
+    stem = re.sub(r"\.ya?ml$", "", file_name)
+    return re.sub(r"[^A-Za-z0-9._-]", "-", stem)[:64] or "sweep"
 
 
 def _locate_base(base: str, folder: Path) -> str:
@@ -196,6 +219,7 @@ def spec_from_options(
     grid: Sequence[str] = (),
     seeds: str | None = None,
     *,
+    overrides: Sequence[str] = (),
     name: str | None = None,
     max_concurrent: int | None = None,
     cpus_per_trial: int | None = None,
@@ -203,12 +227,20 @@ def spec_from_options(
     """The command-line form -> the SweepSpec a file would give.
 
     `grid` items are `key.path=v1,v2,...` (values parsed as one YAML flow list, so
-    `optimizer.betas=[0.9,0.99],[0.8,0.9]` gives two lists); `seeds` is `0,1,2`.
+    `optimizer.betas=[0.9,0.99],[0.8,0.9]` gives two lists); `seeds` is `0,1,2`;
+    `overrides` are `--set key.path=value` items, the sweep's fixed `set:` (parsed as `cnncli
+    train --set` parses them). The name is the config's (file stem or preset) unless given.
     """
-    data: dict[str, Any] = {"base": config, "grid": {}}
+    from cnncli.config import Override
+
+    data: dict[str, Any] = {"base": config, "set": {}, "grid": {}}
     labels: dict[str, str] = {"base": "--config", "seeds": "--seeds", "name": "--name",
                               "max_concurrent": "--max-concurrent",
                               "cpus_per_trial": "--cpus-per-trial"}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        data["set"][key] = Override.parse(item).value  # ConfigError naming the --set
+        labels[f"set.{key}"] = f"--set {key}"
     for item in grid:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -221,6 +253,7 @@ def spec_from_options(
         labels[f"grid.{key}"] = f"--grid {key}"
     if seeds is not None:
         data["seeds"] = _flow_list(seeds, "--seeds")
+    name = name if name is not None else _name_of(Path(config).name) if config else None
     for key, value in (("name", name), ("max_concurrent", max_concurrent),
                        ("cpus_per_trial", cpus_per_trial)):
         if value is not None:
