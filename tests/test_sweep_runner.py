@@ -1,9 +1,9 @@
 """cnncli.sweep.runner, the parts before Ray starts: a missing Ray is one line saying how to
-install it, and every mistake in a sweep is refused before anything is created."""
+install it, and every mistake in a sweep is refused before anything is created (whether Ray
+is installed or not: these checks come first)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import pytest
@@ -26,11 +26,6 @@ def test_without_ray_the_sweep_says_in_one_line_how_to_install_it(monkeypatch, t
     assert not (tmp_path / "sweep").exists()
 
 
-needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                               reason='Ray is not installed (pip install -e ".[sweep]")')
-
-
-@needs_ray
 def test_a_bad_override_fails_before_the_sweep_folder_exists(tmp_path):
     spec = validate_spec({"base": "lenet", "grid": {"optimizer.lr": [0.001, 0]},
                           "seeds": [0, 1]}, source="s.yaml")
@@ -40,7 +35,6 @@ def test_a_bad_override_fails_before_the_sweep_folder_exists(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
-@needs_ray
 def test_early_stopping_needs_a_validation_split_in_every_trial(tmp_path):
     spec = validate_spec({"base": str(tiny_config(tmp_path)),
                           "grid": {"train.val_split": [0.2, 0.0]},
@@ -53,7 +47,6 @@ def test_early_stopping_needs_a_validation_split_in_every_trial(tmp_path):
     assert not (tmp_path / "sweep").exists()
 
 
-@needs_ray
 def test_a_sweep_never_writes_into_a_non_empty_folder(tmp_path):
     spec = validate_spec({"base": "lenet"}, source="s.yaml")
     (tmp_path / "mine").mkdir()
@@ -68,7 +61,6 @@ def test_a_sweep_never_writes_into_a_non_empty_folder(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-@needs_ray
 def test_resume_needs_a_sweep_folder_and_runs_the_sweep_saved_there(tmp_path):
     with pytest.raises(ConfigError, match="not a sweep folder \\(sweep.yaml is missing\\)"):
         run_sweep(None, tmp_path, resume=True)

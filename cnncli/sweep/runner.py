@@ -4,6 +4,7 @@
     result = run_sweep(spec, "/shared/sweeps/lr", address="10.0.0.1:6379")   # on a cluster
     result = run_sweep(None, "sweeps/lr", resume=True)          # after Ctrl-C or a crash
     print(format_table(result.table))
+    plan = plan_sweep(spec, "sweeps/lr")        # the checked trials, without Ray or any write
 
 Every trial's overrides are checked against the config schema (through `resolve`) before
 anything is created or started, so a typo fails in a second, not after an hour. A trial that
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,7 +29,7 @@ import yaml
 
 from cnncli.config import safe_load
 from cnncli.errors import CnnError, ConfigError, quote
-from cnncli.sweep.expand import SEED_KEY, Overrides, Trial, expand
+from cnncli.sweep.expand import Overrides, Trial, expand
 from cnncli.sweep.results import (
     BEST,
     FINISHED,
@@ -44,7 +46,8 @@ from cnncli.sweep.spec import SweepSpec, validate_spec
 from cnncli.sweep.trial import CnncliTrial, distinct_data, resolve_config
 
 #: the one line shown when Ray is missing
-INSTALL_HINT = 'the sweep runs on Ray, which is not installed: pip install "cnncli[sweep]"'
+INSTALL_HINT = ('the sweep runs on Ray, which is not installed: pip install "cnncli[sweep]" '
+                '(in a source checkout: pip install -e ".[sweep]")')
 
 
 def require_ray() -> ModuleType:
@@ -83,8 +86,61 @@ class SweepResult:
         """True when no trial is left to run (an interrupted sweep can be resumed)."""
         return all(r.status in FINISHED for r in self.trials)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: the folder, whether complete, best.yaml, the table (best
+        first, with n = the seeds that finished) and every trial's record."""
+        return {"sweep_dir": str(self.sweep_dir), "name": self.spec.name,
+                "complete": self.complete,
+                "best_config": str(self.best_config) if self.best_config else None,
+                "table": [{**asdict(row), "n": row.n} for row in self.table],
+                "trials": [asdict(r) for r in self.trials]}
+
 
 Resolve = Callable[[str, Overrides], dict[str, Any]]
+
+
+@dataclass
+class SweepPlan:
+    """A sweep checked before anything runs: the spec (the saved one when resumed), every
+    trial in run order with its resolved config, and the trials an earlier run finished."""
+
+    spec: SweepSpec
+    sweep_dir: Path
+    resume: bool
+    trials: list[Trial]
+    configs: list[dict[str, Any]]
+    kept: dict[str, TrialRecord]
+
+    @property
+    def todo(self) -> list[Trial]:
+        """The trials still to run, in run order."""
+        return [t for t in self.trials if t.trial_id not in self.kept]
+
+
+def default_sweep_dir(name: str, now: datetime | None = None) -> Path:
+    """sweeps/<sweep name>-<YYYYmmdd-HHMMSS> (relative to the working folder)."""
+    return Path("sweeps") / f"{name}-{(now or datetime.now()):%Y%m%d-%H%M%S}"
+
+
+def plan_sweep(spec: SweepSpec | None, sweep_dir: str | Path, *, resume: bool = False,
+               resolve: Resolve = resolve_config) -> SweepPlan:
+    """Check a sweep: the folder (new or empty; with resume, a sweep folder, whose saved
+    sweep.yaml is the spec), and every trial's overrides against the config schema. Needs
+    no Ray and writes nothing; ConfigError (one line naming the trial and key) if invalid."""
+    sweep_dir = Path(sweep_dir).absolute()
+    spec_file = sweep_dir / SPEC_FILE
+    if resume:
+        spec = _resumed_spec(spec, spec_file)
+    elif spec is None:
+        raise ConfigError("a sweep needs a sweep spec (or resume=True with a sweep folder)")
+    else:
+        _check_new_sweep_dir(sweep_dir)
+    configs: list[dict[str, Any]] = []
+    trials = expand(spec, validate=lambda ov: configs.append(resolve(spec.base, ov)))
+    if spec.early_stopping is not None:
+        _check_validation(spec, trials, configs)
+    kept = {tid: r for tid, r in read_records(sweep_dir).items() if r.status in FINISHED}
+    return SweepPlan(spec, sweep_dir, resume, trials, configs, kept)
 
 
 def run_sweep(
@@ -100,49 +156,42 @@ def run_sweep(
 ) -> SweepResult:
     """Run a sweep into sweep_dir (new or empty), or with resume=True continue the one there.
 
-    `address` (else $RAY_ADDRESS) connects to a running Ray cluster; without it Ray starts on
-    this machine for the sweep and stops after it. `storage` is where Ray keeps its own records
-    (default: <sweep_dir>/ray). `train_trial` and `resolve` are the seams to the trainer and the
-    config loader (cnncli.sweep.trial); the default, CnncliTrial(), trains as `cnncli train`
-    does, on the data the config's data section names.
+    Everything plan_sweep checks is checked first, then that Ray is installed; only then is
+    anything fetched (train_trial.prepare), written or started. `address` (else $RAY_ADDRESS)
+    connects to a running Ray cluster; without it Ray starts on this machine for the sweep and
+    stops after it. `storage` is where Ray keeps its own records (default: <sweep_dir>/ray).
+    `train_trial` and `resolve` are the seams to the trainer and the config loader
+    (cnncli.sweep.trial); the default, CnncliTrial(), trains as `cnncli train` does, on the
+    data the config's data section names.
     """
+    plan = plan_sweep(spec, sweep_dir, resume=resume, resolve=resolve)
     require_ray()
-    sweep_dir = Path(sweep_dir).absolute()
-    spec_file = sweep_dir / SPEC_FILE
-    if resume:
-        spec = _resumed_spec(spec, spec_file)
-    elif spec is None:
-        raise ConfigError("run_sweep needs a sweep spec (or resume=True with a sweep folder)")
-    else:
-        _check_new_sweep_dir(sweep_dir)
-    configs: list[dict[str, Any]] = []
-    trials = expand(spec, validate=lambda ov: configs.append(resolve(spec.base, ov)))
-    if spec.early_stopping is not None:
-        _check_validation(spec, trials, configs)
-    kept = {tid: r for tid, r in read_records(sweep_dir).items() if r.status in FINISHED}
-    pending = [i for i, t in enumerate(trials) if t.trial_id not in kept]
-    todo = [trials[i] for i in pending]
+    spec, sweep_dir, trials, configs = plan.spec, plan.sweep_dir, plan.trials, plan.configs
+    todo = plan.todo
     trial_fn = train_trial or CnncliTrial()
     if isinstance(trial_fn, CnncliTrial):  # its workers are the CPUs Ray gives a trial
         trial_fn = replace(trial_fn, threads=spec.cpus_per_trial)
     prepare = getattr(trial_fn, "prepare", None)
     if callable(prepare):  # e.g. fetch the data once, before anything is written
-        for trial in distinct_data(todo, [configs[i] for i in pending]):
+        for trial in distinct_data(todo, [c for t, c in zip(trials, configs, strict=True)
+                                          if t.trial_id not in plan.kept]):
             prepare(spec.base, trial.all_overrides())
     if not resume:
         _make_folder(sweep_dir)
-        _write_text(spec_file, _spec_yaml(spec))
+        _write_text(sweep_dir / SPEC_FILE, _spec_yaml(spec))
     emit = on_event or (lambda event: None)
     emit(SweepEvent("sweep_start", None, {"trials": len(trials), "to_run": len(todo),
-                                          "kept": len(trials) - len(todo)}))
+                                          "kept": len(trials) - len(todo),
+                                          "sweep_dir": str(sweep_dir)}))
     done: dict[str, TrialRecord] = {}
     if todo:
         done = _run(spec, trials, todo, trial_fn, sweep_dir, address, storage, configs, emit)
+    kept = plan.kept
     records = [done.get(t.trial_id) or kept.get(t.trial_id)
                or TrialRecord.unfinished(t, sweep_dir / TRIALS / t.trial_id) for t in trials]
     write_records(sweep_dir, records)
     table = group_by_config(records)
-    best = _write_best(spec, sweep_dir, table, records, resolve)
+    best = _write_best(spec, sweep_dir, table, trials, records, resolve)
     result = SweepResult(sweep_dir, spec, records, table, best)
     emit(SweepEvent("sweep_end", None, {"complete": result.complete,
                                         "best_config": str(best) if best else None}))
@@ -229,13 +278,14 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_best(spec: SweepSpec, sweep_dir: Path, table: list[ConfigResult],
-                records: list[TrialRecord], resolve: Resolve) -> Path | None:
+                trials: list[Trial], records: list[TrialRecord], resolve: Resolve
+                ) -> Path | None:
     top = table[0] if table and table[0].val_mean is not None else None
     if top is None:
         return None
     record = next(r for r in records if r.trial_id == top.best_trial)
-    seeded = [*record.overrides.items(), *([] if record.seed is None else
-                                          [(SEED_KEY, record.seed)])]
+    trial = next(t for t in trials if t.trial_id == top.best_trial)
     path = sweep_dir / BEST
-    _write_text(path, best_yaml_text(spec.name, top, record, resolve(spec.base, seeded)))
+    _write_text(path, best_yaml_text(spec.name, top, record,
+                                     resolve(spec.base, trial.all_overrides())))
     return path
