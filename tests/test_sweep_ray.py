@@ -27,7 +27,7 @@ import yaml
 from sweep_helpers import tiny_config
 
 from cnncli.config import load_config
-from cnncli.sweep import format_table, resume_sweep, run_sweep
+from cnncli.sweep import CnncliTrial, format_table, resume_sweep, run_sweep
 from cnncli.sweep.spec import validate_spec
 
 pytestmark = [
@@ -35,6 +35,10 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                        reason='Ray is not installed (pip install -e ".[sweep]")'),
 ]
+
+
+#: trials without report.html (a few seconds each, the slowest part of a tiny trial)
+QUICK = CnncliTrial(report=False)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -49,7 +53,8 @@ def test_embedded_ray_runs_a_2x2_grid_with_2_seeds_into_one_sweep_folder(tmp_pat
                           "grid": {"optimizer.lr": [0.003, 0.01], "train.batch_size": [32, 64]},
                           "seeds": [0, 1]}, source="test")
     events = []
-    result = run_sweep(spec, tmp_path / "sweep", on_event=events.append)
+    # report=False: report.html is cnncli train's (seen in the failures test), seconds each
+    result = run_sweep(spec, tmp_path / "sweep", on_event=events.append, train_trial=QUICK)
 
     assert not ray.is_initialized()  # the embedded Ray is stopped again
     assert result.complete and len(result.trials) == 8
@@ -132,12 +137,13 @@ def local_cluster():
 
 DRIVER = """\
 import sys
-from cnncli.sweep import run_sweep
+from cnncli.sweep import CnncliTrial, run_sweep
 from cnncli.sweep.spec import validate_spec
 base, sweep_dir, address, storage = sys.argv[1:]
 spec = validate_spec({"base": base, "grid": {"optimizer.lr": [0.003, 0.01]}, "seeds": [0, 1]},
                      source="test")
-result = run_sweep(spec, sweep_dir, address=address, storage=storage)
+result = run_sweep(spec, sweep_dir, address=address, storage=storage,
+                   train_trial=CnncliTrial(report=False))
 import ray
 assert not ray.is_initialized()
 """
@@ -196,15 +202,13 @@ def test_failures_stay_in_their_trial_with_a_one_line_reason(tmp_path, ray_here)
     by = {(r.overrides["data.data_dir"].endswith("digits"), r.overrides["optimizer.lr"]): r
           for r in result.trials}
     assert by[True, 0.01].status == "ok" and by[True, 0.01].test_acc is not None
+    assert (Path(by[True, 0.01].run_dir) / "report.html").is_file()  # as cnncli train writes
     nan = by[True, 1e30]
     assert nan.status == "failed" and nan.error.startswith("loss became nan in epoch 1")
     for lr in (0.01, 1e30):
         missing = by[False, lr]
         assert missing.status == "failed"
-        assert missing.error == (f"{tmp_path / 'nowhere' / 'train-images-idx3-ubyte'} is "
-                                 "missing (a custom IDX folder needs all four files: "
-                                 "train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                                 "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte)")
+        assert missing.error == f"idx data folder {tmp_path / 'nowhere'} does not exist"
     assert result.complete
     assert result.table[0].config_id == by[True, 0.01].config_id
     assert [(r.n, r.failed) for r in result.table] == [(1, 0), (0, 1), (0, 1), (0, 1)]
@@ -268,7 +272,8 @@ def test_an_interrupted_sweep_resumes_keeping_finished_trials_and_continuing_the
                 event.data["epoch"] == 1:
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does; Tune stops the experiment
 
-    cut = run_sweep(spec, tmp_path / "sweep", on_event=ctrl_c_in_the_second_trial)
+    cut = run_sweep(spec, tmp_path / "sweep", on_event=ctrl_c_in_the_second_trial,
+                    train_trial=QUICK)
     assert not cut.complete
     status = {r.trial_id: r.status for r in cut.trials}
     assert status == {second["first"]: "ok", second["id"]: "unfinished"}
@@ -280,7 +285,7 @@ def test_an_interrupted_sweep_resumes_keeping_finished_trials_and_continuing_the
     kept = {p.name: p.stat().st_mtime_ns for p in first_folder.iterdir()}
 
     events = []
-    done = resume_sweep(tmp_path / "sweep", on_event=events.append)
+    done = resume_sweep(tmp_path / "sweep", on_event=events.append, train_trial=QUICK)
     assert done.complete and [r.status for r in done.trials] == ["ok", "ok"]
     assert {e.trial_id for e in events if e.kind == "trial_start"} == {second["id"]}
     after = read_jsonl(run / "metrics.jsonl")
