@@ -26,6 +26,7 @@ import pytest
 import yaml
 from sweep_helpers import tiny_config
 
+import cnncli
 from cnncli.config import load_config
 from cnncli.sweep import CnncliTrial, format_table, resume_sweep, run_sweep
 from cnncli.sweep.spec import validate_spec
@@ -68,6 +69,8 @@ def test_embedded_ray_runs_a_2x2_grid_with_2_seeds_into_one_sweep_folder(tmp_pat
         assert saved["optimizer"]["lr"] == r.overrides["optimizer.lr"]
         assert saved["train"]["batch_size"] == r.overrides["train.batch_size"]
         assert saved["train"]["seed"] == r.seed
+        assert r.data.startswith(f"idx folder {tmp_path / 'digits'} (train images sha256 ")
+        assert r.cnncli == cnncli.__version__
     assert read_jsonl(tmp_path / "sweep" / "sweep.jsonl") == [
         {**vars(r)} for r in result.trials]
     assert len((tmp_path / "sweep" / "sweep.csv").read_text().splitlines()) == 9

@@ -85,7 +85,7 @@ def test_records_files_hold_every_field_and_one_csv_column_per_override_key(tmp_
     rows = list(csv.DictReader((tmp_path / "sweep.csv").open()))
     assert list(rows[0]) == ["trial_id", "config_id", "optimizer.lr", "optimizer.betas", "seed",
                              "status", "best_val_acc", "test_acc", "epochs", "seconds", "error",
-                             "run_dir", "blas_threads"]
+                             "run_dir", "blas_threads", "data", "cnncli"]
     assert (rows[0]["optimizer.lr"], rows[0]["optimizer.betas"], rows[0]["test_acc"]) == (
         "0.1", "", "0.8")
     assert (rows[1]["optimizer.betas"], rows[1]["seed"], rows[1]["error"]) == (

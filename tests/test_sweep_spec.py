@@ -22,8 +22,8 @@ def error_of(data: dict, **kwargs) -> str:
 @pytest.mark.parametrize("data, expected", [
     ({"grid": {}}, "s.yaml: base: is required"),
     ({"base": "lenet", "gird": {}},
-     "s.yaml: gird: unknown key (known: name, base, grid, random, samples, random_seed, seeds, "
-     "early_stopping, max_concurrent, cpus_per_trial)"),
+     "s.yaml: gird: unknown key (known: name, base, set, grid, random, samples, random_seed, "
+     "seeds, early_stopping, max_concurrent, cpus_per_trial)"),
     ({"base": "lenet", "grid": {"optimizer.lr": 0.001}},
      "s.yaml: grid.optimizer.lr: must be a non-empty list, received 0.001"),
     ({"base": "lenet", "grid": {"optimizer.lr": []}},
@@ -157,7 +157,7 @@ def test_command_line_values_are_yaml_so_lists_and_text_work():
     ({"overrides": ["train.epochs"]}, "--set 'train.epochs': expected key.path=value"),
     ({"overrides": ["train.seed=3"]}, "--set train.seed: give the seeds with seeds: [...]"),
     ({"overrides": ["optimizer.lr=0.1"], "grid": ["optimizer.lr=1,2"]},
-     "the command line: set.optimizer.lr: also varies in the sweep"),
+     "--set optimizer.lr: also varies in the sweep; a key is fixed (set) or varies"),
     ({"seeds": "0,-1"}, "--seeds: must be >= 0, received -1"),
     ({"seeds": "a"}, "--seeds: must be an integer, received 'a'"),
     ({"name": "a b"}, "--name: must be 1 to 64 letters"),

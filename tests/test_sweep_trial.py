@@ -13,6 +13,7 @@ import sys
 import pytest
 from sweep_helpers import tiny_config
 
+import cnncli
 from cnncli.errors import ConfigError
 from cnncli.sweep.trial import CnncliTrial
 from cnncli.training.folder import LOCK, RUN_FILES
@@ -38,6 +39,9 @@ def test_a_trial_is_an_ordinary_run_folder_and_reports_each_epoch(tmp_path):
     assert rows == read_jsonl(run / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2]
     assert summary.pop("report") == str(run / "report.html")  # as `cnncli train` writes it
+    assert summary.pop("cnncli") == cnncli.__version__
+    assert summary.pop("data").startswith(f"idx folder {tmp_path / 'digits'} (train images "
+                                          "sha256 ")
     assert summary == json.loads((run / "summary.json").read_text())
     assert (summary["epochs"], summary["train_images"]) == (2, 320)
     saved = (run / "config.yaml").read_text()

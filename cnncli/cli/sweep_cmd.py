@@ -74,8 +74,8 @@ class Progress:
         elif event.kind == "epoch":
             loss = "" if d.get("train_loss") is None else f"  train loss {d['train_loss']:.4f}"
             time = "" if d.get("seconds") is None else f"  {d['seconds']:.0f}s"
-            click.echo(f"epoch {d['epoch']:<2} {tid}  val {percent(d.get('val_acc'))}"
-                       f"{loss}{time}")
+            of = f"{d['epoch']}/{d['epochs']}" if d.get("epochs") else str(d["epoch"])
+            click.echo(f"epoch    {tid}  {of}  val {percent(d.get('val_acc'))}{loss}{time}")
         elif event.kind == "trial_end":
             if d["status"] == "failed":
                 click.echo(f"failed   {tid}  {d['error']}")

@@ -260,6 +260,7 @@ class _Recorder(tune.Callback):
                 rec.best_val_acc = summary.get("best_val_acc", rec.best_val_acc)
                 rec.test_acc = (summary.get("test") or {}).get("accuracy")
                 rec.epochs = summary.get("epochs", rec.epochs)
+                rec.data, rec.cnncli = summary.get("data"), summary.get("cnncli")
             else:
                 rec.status, rec.error = "failed", final.get("error")
         elif error is not None:

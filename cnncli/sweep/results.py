@@ -6,7 +6,8 @@ A sweep folder holds:
     trials/<id>/      each trial's ordinary cnncli run folder (config.yaml, metrics, checkpoints,
                       summary.json)
     sweep.jsonl       one JSON object per trial: trial_id, config_id, overrides, seed, status,
-    sweep.csv           best_val_acc, test_acc, epochs, seconds, error, run_dir, blas_threads
+    sweep.csv           best_val_acc, test_acc, epochs, seconds, error, run_dir, blas_threads,
+                        data (which data, by hash), cnncli (the version that trained it)
                         (the CSV has one column per override key instead of `overrides`)
     best.yaml         the resolved config of the best config's best seed
 
@@ -52,6 +53,8 @@ class TrialRecord:
     error: str | None = None
     run_dir: str | None = None
     blas_threads: int | None = None
+    data: str | None = None  # the data it trained on, with its hash
+    cnncli: str | None = None  # the cnncli version that trained it
 
     @classmethod
     def unfinished(cls, trial: Trial, run_dir: Path | None = None) -> TrialRecord:

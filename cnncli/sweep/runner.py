@@ -63,7 +63,8 @@ def require_ray() -> ModuleType:
 @dataclass(frozen=True)
 class SweepEvent:
     """Progress for a front end: kind is sweep_start, trial_start, epoch, trial_end or
-    sweep_end; trial_id names the trial (None for the sweep's own events)."""
+    sweep_end; trial_id names the trial (None for the sweep's own events). An epoch's data
+    is its metrics row plus `epochs`, the trial's train.epochs."""
 
     kind: str
     trial_id: str | None = None
@@ -213,13 +214,19 @@ def _run(spec: SweepSpec, trials: list[Trial], todo: list[Trial], trial_fn: Any,
     context = TrialContext(trials={t.trial_id: t for t in trials}, base=spec.base,
                            train_trial=trial_fn, trials_dir=str(sweep_dir / TRIALS),
                            cwd=os.getcwd())
-    epochs = [c.get("train", {}).get("epochs") for c in configs]
-    max_epochs = max((e for e in epochs if isinstance(e, int)), default=1)
+    epochs = {t.trial_id: c.get("train", {}).get("epochs")
+              for t, c in zip(trials, configs, strict=True)}
+    max_epochs = max((e for e in epochs.values() if isinstance(e, int)), default=1)
     where = storage if storage and "://" in storage else str(Path(storage or sweep_dir / "ray")
                                                               .absolute())
+
+    def on_event(kind: str, tid: str, data: dict[str, Any]) -> None:
+        if kind in ("trial_start", "epoch"):  # the trial's own train.epochs, for progress
+            data = {**data, "epochs": epochs.get(tid)}
+        emit(SweepEvent(kind, tid, data))
+
     return run_trials(spec, todo, context, sweep_dir, address=address, storage=where,
-                      max_epochs=max_epochs,
-                      on_event=lambda kind, tid, data: emit(SweepEvent(kind, tid, data)))
+                      max_epochs=max_epochs, on_event=on_event)
 
 
 # -- the sweep folder -------------------------------------------------------------------------

@@ -11,9 +11,10 @@ A sweep needs exactly two things from the rest of cnncli, and takes both as para
         one ordinary training in run_dir (a folder of its own, which may already hold a
         run's last.safetensors: then continue from it), calling report_epoch(row) with every
         epoch's metrics row (val_acc among them), the epochs before a resume included. It
-        returns the run's summary (best_val_acc, test: {accuracy}, epochs, ...) and raises
-        on failure. It runs in a Ray worker process, so it must pickle (a module-level
-        function, or an instance like CnncliTrial below) and take its data source along.
+        returns the run's summary (best_val_acc, test: {accuracy}, epochs, ...; optionally
+        data and cnncli, what produced it) and raises on failure. It runs in a Ray worker
+        process, so it must pickle (a module-level function, or an instance like CnncliTrial
+        below) and take its data source along.
         An optional `prepare(base, overrides)` method runs on the driver before the trials
         start, once per distinct data section (e.g. to download a dataset once instead of in
         every trial).
@@ -88,7 +89,7 @@ class CnncliTrial:
         if summary is not None:  # trained to the end, but the sweep did not record it
             for row in _history(run_dir):
                 report_epoch(row)
-            return summary
+            return {**summary, **inputs_of(run_dir)}
         last = run_dir / LAST
         if last.is_file():  # an interrupted trial: continue it where it stopped, as
             plan = plan_training(resume=last)  # `cnncli train --resume RUN/last...` does
@@ -100,8 +101,9 @@ class CnncliTrial:
             seeded = [*overrides, *([] if seed is None else [(SEED_KEY, seed)])]
             plan = plan_training(base, config_overrides(seeded), out=run_dir)
         source = FetchingSource(data_dir=self.data_dir, mirrors=self.mirrors)
-        return run_training(plan, source, _EpochReporter(report_epoch), report=self.report,
-                            threads=self.threads)
+        summary = run_training(plan, source, _EpochReporter(report_epoch), report=self.report,
+                               threads=self.threads)
+        return {**summary, **inputs_of(run_dir)}
 
     def prepare(self, base: str, overrides: Overrides) -> None:
         """Fetch and verify a registered dataset once on the driver, through the same source
@@ -114,6 +116,20 @@ class CnncliTrial:
         if data.dataset != "idx":
             FetchingSource(data_dir=self.data_dir, mirrors=self.mirrors, progress=self.progress,
                            report=self.notify).load(data)
+
+
+def inputs_of(run_dir: Path) -> dict[str, str]:
+    """What a trained run folder says produced it, for the sweep's row: {"data": which data, by
+    hash; "cnncli": the version that trained it} (read from its last checkpoint)."""
+    from cnncli.checkpoint import read_checkpoint
+    from cnncli.data.datasets import FILE_NAMES, DataIdentity
+
+    ckpt = read_checkpoint(run_dir / LAST)
+    identity = DataIdentity.from_dict(ckpt.data)
+    sha = identity.files[FILE_NAMES[0]][:12]
+    data = identity.describe() if identity.dataset == "idx" else (
+        f"{identity.describe()} (train images sha256 {sha})")
+    return {"data": data, "cnncli": ckpt.version}
 
 
 def _finished_summary(run_dir: Path) -> dict[str, Any] | None:
