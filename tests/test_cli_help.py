@@ -1,5 +1,7 @@
 """Every command's help: it exists, fits 80 columns, and every example it prints works on the
-default preset (train examples run for real, on generated digits, one short epoch)."""
+default preset (train examples run for real, on generated digits, one short epoch; sweep
+examples are checked with --dry-run, which needs no Ray: the sweep file, every trial's
+config and the folder, without starting anything)."""
 
 from __future__ import annotations
 
@@ -61,12 +63,23 @@ def test_the_help_texts_give_examples():
     assert any("--set" in e for e in EXAMPLES)
 
 
+SWEEP_FILE = "base: lenet\ngrid: {optimizer.lr: [1.0e-3, 3.0e-3]}\nseeds: [0, 1]\n"
+
+
 @pytest.mark.parametrize("example", EXAMPLES)
-def test_every_help_example_works_on_the_default_preset(example, tmp_path):
+def test_every_help_example_works_on_the_default_preset(example, tmp_path, monkeypatch):
     args = shlex.split(example)[1:]
     if args[0] == "train":  # run it for real, briefly, on generated digits
         data = write_idx_folder(Path(tmp_path) / "digits")
         args += ["--set", "data.dataset=idx", "--data-dir", str(data), "--limit", "64",
                  "--epochs", "1", "--out", str(tmp_path / "run"), "-q"]
+    if args[0] == "sweep":  # checked, not run: the sweep file and folders the examples name
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "sweep.yaml").write_text(SWEEP_FILE)
+        if "--resume" in args:
+            folder = tmp_path / args[args.index("--resume") + 1]
+            folder.mkdir(parents=True)
+            (folder / "sweep.yaml").write_text(SWEEP_FILE)
+        args += ["--dry-run"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, (example, result.output)

@@ -69,5 +69,6 @@ from cnncli.cli import (  # noqa: E402,F401
     engine_cmd,
     eval_cmd,
     look_cmd,
+    sweep_cmd,
     train_cmd,
 )
