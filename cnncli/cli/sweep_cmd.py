@@ -135,7 +135,7 @@ def sweep(ctx: click.Context, sweep_file: str | None, config_spec: str | None,
     The sweep folder holds trials/<id>/, sweep.csv and sweep.jsonl (one row per trial) and
     best.yaml; the table printed at the end has one row per config, mean and standard
     deviation over its seeds, best first. Needs Ray: pip install "cnncli[sweep]". A sweep
-    file can also draw random values and stop poor trials early (see docs/sweep.md). Ctrl-C
+    file can also draw random values and stop poor trials early (see README.md, Sweeps). Ctrl-C
     stops the sweep; --resume continues it.
 
     \b
