@@ -98,8 +98,15 @@ def ray_session(address: str | None, threads: int) -> Iterator[None]:
                 "token in $RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
     else:
         temp = tempfile.mkdtemp(prefix="cnncli-ray-")  # short: Ray's socket paths are limited
-        with _env(RAY_USAGE_STATS_ENABLED="0"):
-            ray.init(include_dashboard=False, _temp_dir=temp, **common)
+        try:
+            with _env(RAY_USAGE_STATS_ENABLED="0"):
+                ray.init(include_dashboard=False, _temp_dir=temp, **common)
+        except Exception as exc:  # e.g. its raylet not registered within Ray's fixed 30 s
+            ray.shutdown()  # what did start is stopped again
+            shutil.rmtree(temp, ignore_errors=True)
+            raise CnnError(f"Ray did not start on this machine: {one_line(exc, 200)} (a "
+                           "machine too busy to start it in time? run the sweep again)"
+                           ) from None
     try:
         yield
     finally:
