@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,14 +99,30 @@ def ray_session(address: str | None, threads: int) -> Iterator[None]:
                 "token in $RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
     else:
         temp = tempfile.mkdtemp(prefix="cnncli-ray-")  # short: Ray's socket paths are limited
-        with _env(RAY_USAGE_STATS_ENABLED="0"):
-            ray.init(include_dashboard=False, _temp_dir=temp, **common)
+        try:
+            with _env(RAY_USAGE_STATS_ENABLED="0"):
+                ray.init(include_dashboard=False, _temp_dir=temp, **common)
+        except Exception as exc:  # e.g. its raylet not registered within Ray's fixed 30 s
+            ray.shutdown()  # what did start is stopped again
+            _remove(temp)
+            raise CnnError(f"Ray did not start on this machine: {one_line(exc, 200)} (a "
+                           "machine too busy to start it in time? run the sweep again)"
+                           ) from None
     try:
         yield
     finally:
         ray.shutdown()
         if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
+            _remove(temp)
+
+
+def _remove(folder: str, tries: int = 10) -> None:
+    """Remove Ray's temp folder; its processes may still write a log line as they end."""
+    for _ in range(tries):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not os.path.exists(folder):
+            return
+        time.sleep(0.5)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
