@@ -38,7 +38,7 @@ import numpy as np
 
 from cnncli.errors import ConfigError
 from cnncli.layers.losses import build_loss
-from cnncli.network import Network, build_model
+from cnncli.network import Network, build_model, execution_order
 from cnncli.optim import OptimizerSpec, SGDSpec, build_optimizer, optimizer_spec
 from cnncli.parallel import DataParallel, blas_info, check_shards_threads
 
@@ -127,8 +127,9 @@ def time_layers(
 ) -> tuple[list[LayerTime], float, float]:
     """Run `warmup + steps` training steps timing each piece; medians over the last `steps`.
 
-    The first layer's backward computes only its parameter gradients, as in training; `rng`
-    drives dropout.
+    The layers run in the network's execution order (a relu before a maxpool after it, so
+    its row times the pooled map), and the first layer's backward computes only its parameter
+    gradients, as in training; `rng` drives dropout.
     Returns (per-layer times, loss ms, optimizer ms).
     """
     loss = build_loss(loss_name)
@@ -139,12 +140,13 @@ def time_layers(
     loss_t: list[float] = []
     opt_t: list[float] = []
     clock = time.perf_counter
+    order = execution_order(layers)  # as Network.forward runs them
     for step in range(warmup + steps):
         keep = step >= warmup
         h = x
-        for i, layer in enumerate(layers):
+        for i in order:
             t0 = clock()
-            h = layer.forward(h, True, rng)
+            h = layers[i].forward(h, True, rng)
             t1 = clock()
             if keep:
                 fwd[i].append(t1 - t0)
@@ -154,9 +156,10 @@ def time_layers(
         t1 = clock()
         if keep:
             loss_t.append(t1 - t0)
-        for i in range(len(layers) - 1, -1, -1):
+        for k in range(len(order) - 1, -1, -1):
+            i = order[k]
             t0 = clock()
-            d = layers[i].backward(d, input_grad=i > 0)
+            d = layers[i].backward(d, input_grad=k > 0)
             t1 = clock()
             if keep:
                 bwd[i].append(t1 - t0)

@@ -93,6 +93,36 @@ def _sign_of(spec: LayerSpec) -> str:
     return LAYERS.get(spec.type).output_sign
 
 
+#: (first, second) layer types that give the same output in either order, run second-first:
+#: max(relu(a), relu(b)) = relu(max(a, b)) exactly (both are monotone and do no arithmetic)
+COMMUTING = frozenset({("relu", "maxpool")})
+
+
+def execution_order(layers: Sequence[Layer]) -> list[int]:
+    """The order a pass runs the layers in: their config order, with every relu that directly
+    precedes a maxpool moved after it (pairs in COMMUTING).
+
+    maxpool(relu(z)) and relu(maxpool(z)) are the same values, but the second applies relu
+    (and, in backward, its mask) to a pooled map a quarter of the size (2x2 windows): on the
+    lenet preset about 1.2 ms of a 20 ms training step. Backward runs the same order reversed,
+    each layer with its own cache, so its gradient is that of the function computed. It equals
+    the config order's except at an exact tie at zero (a window whose largest value is exactly
+    0.0 and whose first tap is negative): config order routes that window's gradient to the
+    first tap and masks it to 0, this order routes it to the zero and passes it (relu'(0) = 1).
+    Both are subgradients of the same function; `activations()` keeps the config order.
+    """
+    order = list(range(len(layers)))
+    i = 0
+    while i < len(layers) - 1:
+        if (getattr(layers[i], "type_name", None), getattr(layers[i + 1], "type_name", None)) \
+                in COMMUTING:
+            order[i], order[i + 1] = i + 1, i
+            i += 2
+        else:
+            i += 1
+    return order
+
+
 class Network:
     """An ordered list of built layers with named parameters `layers.<i>.<name>`."""
 
@@ -103,9 +133,14 @@ class Network:
 
     def forward(self, x: np.ndarray, *, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray:
-        """x: (C, H, W, N) -> output (K, N). `rng` drives dropout when training."""
-        for layer in self.layers:
-            x = layer.forward(x, training, rng)
+        """x: (C, H, W, N) -> output (K, N). `rng` drives dropout when training.
+
+        The layers run in `execution_order()`: config order, except that a relu directly
+        followed by a maxpool runs after it (see there). The output is the same.
+        """
+        order = self._order = execution_order(self.layers)
+        for i in order:
+            x = self.layers[i].forward(x, training, rng)
         return x
 
     def activations(self, x: np.ndarray) -> list[np.ndarray]:
@@ -123,9 +158,9 @@ class Network:
         first layer skip it (for a first conv layer, the largest col2im of the step) and
         returns None.
         """
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            dout = self.layers[i].backward(dout, input_grad=input_grad or i > 0)
+        order = getattr(self, "_order", None) or execution_order(self.layers)
+        for k in range(len(order) - 1, -1, -1):  # the last forward's order, reversed
+            dout = self.layers[order[k]].backward(dout, input_grad=input_grad or k > 0)
         return dout if input_grad else None
 
     def named_parameters(self) -> dict[str, np.ndarray]:

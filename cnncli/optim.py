@@ -176,6 +176,7 @@ class Adam(Optimizer):
         for k, p in self.params.items():
             self.state[f"{k}.m"] = np.zeros_like(p)
             self.state[f"{k}.v"] = np.zeros_like(p)
+        self._scratch: dict[str, np.ndarray] = {}  # per parameter, made at its first step
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
         self.state["step"] += 1
@@ -183,19 +184,30 @@ class Adam(Optimizer):
         b1, b2 = self.beta1, self.beta2
         step_size = self.lr / (1.0 - b1**t)
         root_bc2 = math.sqrt(1.0 - b2**t)
+        # The operations of the formula, each written into one scratch array per parameter
+        # instead of a new temporary (the same bits; on lenet 0.64-0.68 ms a step against
+        # 0.77-0.84 ms).
         for name, p in self.params.items():
             g = grads[name]
             m, v = self.state[f"{name}.m"], self.state[f"{name}.v"]
+            tmp = self._scratch.get(name)
+            if tmp is None or tmp.shape != p.shape or tmp.dtype != p.dtype:
+                tmp = self._scratch[name] = np.empty_like(p)
             if self.weight_decay:
                 p *= 1.0 - self.lr * self.weight_decay
             m *= b1
-            m += (1.0 - b1) * g
+            np.multiply(g, 1.0 - b1, out=tmp)  # (1 - b1) g
+            m += tmp
             v *= b2
-            v += (1.0 - b2) * (g * g)
-            denom = np.sqrt(v)  # a new array; the state stays intact
-            denom /= root_bc2
-            denom += self.eps
-            p -= step_size * (m / denom)
+            np.multiply(g, g, out=tmp)
+            tmp *= 1.0 - b2  # (1 - b2) g^2
+            v += tmp
+            np.sqrt(v, out=tmp)  # the denominator; the state stays intact
+            tmp /= root_bc2
+            tmp += self.eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
 
 
 # -- learning-rate schedules: pure functions of the step (0-based) ------------------------

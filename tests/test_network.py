@@ -9,7 +9,7 @@ import pytest
 from cnncli.errors import CheckpointError, ConfigError, ShapeError
 from cnncli.layers import LAYERS, register_layer
 from cnncli.layers.activations import ReLU
-from cnncli.network import build_model, format_summary, infer_shapes
+from cnncli.network import build_model, execution_order, format_summary, infer_shapes
 
 LENET = [
     {"type": "conv", "filters": 6, "kernel": 5, "padding": "same"},
@@ -107,6 +107,20 @@ def test_default_init_is_he_before_relu_and_glorot_before_sigmoid() -> None:
     assert np.abs(w_gl).max() <= np.sqrt(6 / 1400)
 
 
+def test_pytorch_init_draws_weights_and_biases_within_one_over_root_fan_in() -> None:
+    net = build_model((3, 8, 8), [{"type": "conv", "filters": 50, "kernel": 3, "init": "pytorch"},
+                                  {"type": "flatten"},
+                                  {"type": "dense", "units": 300, "init": "pytorch"}],
+                      rng=np.random.default_rng(0))
+    for layer, fan_in in ((net.layers[0], 3 * 3 * 3), (net.layers[2], 50 * 6 * 6)):
+        limit = 1 / np.sqrt(fan_in)  # conv: C*KH*KW; dense: its input width
+        for name in ("weight", "bias"):
+            p = layer.params[name].astype(np.float64)
+            assert np.abs(p).max() <= limit and np.abs(p).max() > 0.9 * limit, name
+            if p.size > 1000:
+                assert abs(p.std() - limit / np.sqrt(3)) < 0.05 * limit  # uniform(-l, l) std
+
+
 def test_unknown_layer_type_lists_known_ones() -> None:
     with pytest.raises(ConfigError) as err:
         build_model((1, 28, 28), [{"type": "convv", "filters": 3}])
@@ -138,7 +152,7 @@ def test_unknown_layer_type_lists_known_ones() -> None:
          "layers[0] (conv): kernl: unknown key (known: type, filters, kernel, stride, padding, "
          "init)"),
         ([{"type": "dense", "units": 3, "init": "xavier"}],
-         "layers[0] (dense): init: must be 'glorot' or 'he', received 'xavier'"),
+         "layers[0] (dense): init: must be 'glorot', 'he' or 'pytorch', received 'xavier'"),
         ([{"type": "dense"}], "layers[0] (dense): units: is required"),
         ([{"type": "conv", "filters": "six", "kernel": 5}],
          "layers[0] (conv): filters: must be an integer, received 'six'"),
@@ -273,3 +287,33 @@ def test_batchnorm_buffers_are_saved_but_not_trained(rng: np.random.Generator) -
     np.testing.assert_array_equal(net.named_buffers()["layers.1.running_mean"], mean)
     net.forward(x, training=False)  # nor does evaluation
     np.testing.assert_array_equal(net.named_buffers()["layers.1.running_mean"], mean)
+
+
+def test_a_relu_before_a_maxpool_runs_after_it_with_the_same_output(
+        rng: np.random.Generator) -> None:
+    net = build_model((1, 28, 28), LENET, rng=rng)
+    assert execution_order(net.layers) == [0, 2, 1, 3, 5, 4, 6, 7, 8, 9, 10, 11]
+    relu_first = build_model((1, 28, 28), [{"type": "relu"}, {"type": "maxpool", "size": 2},
+                                           {"type": "maxpool", "size": 2}, {"type": "relu"}])
+    assert execution_order(relu_first.layers) == [1, 0, 2, 3]  # maxpool-relu stays as it is
+    x = rng.standard_normal((1, 28, 28, 5)).astype(np.float32)
+    in_config_order = net.activations(x)[-1]  # activations() runs layer by layer, as written
+    np.testing.assert_array_equal(net.forward(x), in_config_order)
+    np.testing.assert_array_equal(net.forward(x, training=True, rng=rng), in_config_order)
+
+
+def test_relu_maxpool_backward_by_hand_including_a_tie_at_zero() -> None:
+    """One 2x2 window per channel, worked by hand: the gradient reaches the largest input when
+    it is >= 0 (relu'(0) = 1), and nothing when every input is negative."""
+    net = build_model((3, 2, 2), [{"type": "relu"}, {"type": "maxpool", "size": 2}],
+                      dtype=np.float64)
+    x = np.array([[[-1.0, 2.0], [3.0, 0.5]],     # max 3.0 at tap 2
+                  [[-1.0, 0.0], [-2.0, -3.0]],   # max exactly 0.0 at tap 1: passes
+                  [[-1.0, -0.5], [-2.0, -3.0]]])[..., None]  # all negative: no gradient
+    out = net.forward(x, training=True, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(out[:, 0, 0, 0], [3.0, 0.0, 0.0])
+    dx = net.backward(np.array([10.0, 20.0, 30.0]).reshape(3, 1, 1, 1))
+    expected = np.zeros((3, 2, 2))
+    expected[0, 1, 0] = 10.0
+    expected[1, 0, 1] = 20.0
+    np.testing.assert_array_equal(dx[..., 0], expected)

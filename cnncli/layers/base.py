@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
-from cnncli.layers.init import INITIALISERS
+from cnncli.layers.init import BIAS_INITIALISERS, INITIALISERS
 from cnncli.registry import Registry
 from cnncli.spec import Spec
 
@@ -184,14 +184,16 @@ class WeightedLayer(Layer):
         return ()
 
     def create_params(self, rng: np.random.Generator, dtype: np.dtype) -> None:
-        """He or Glorot weights (the spec's `init`; Glorot when unset) and zero biases."""
+        """Weights from the spec's `init` (Glorot when unset) and zero biases, or biases from
+        the initialiser's own bias rule when it has one (BIAS_INITIALISERS: pytorch)."""
         shapes = self.spec.param_shapes(self.input_shape)
         fan_in, fan_out = self.fans()
         init = getattr(self.spec, "init", None) or "glorot"
-        self.params = {
-            "weight": INITIALISERS.get(init)(shapes["weight"], fan_in, fan_out, rng, dtype),
-            "bias": np.zeros(shapes["bias"], dtype=dtype),
-        }
+        weight = INITIALISERS.get(init)(shapes["weight"], fan_in, fan_out, rng, dtype)
+        bias_init = BIAS_INITIALISERS.get(init)
+        bias = (bias_init(shapes["bias"], fan_in, fan_out, rng, dtype) if bias_init
+                else np.zeros(shapes["bias"], dtype=dtype))
+        self.params = {"weight": weight, "bias": bias}
 
     def forward(self, x: np.ndarray, training: bool = False,
                 rng: np.random.Generator | None = None) -> np.ndarray:

@@ -46,7 +46,7 @@ class ConvSpec(LayerSpec):
         "valid", description="valid (none), same (output = ceil(input / stride)), n or "
         "[height, width] zeros on each side")
     init: InitName | None = Field(
-        None, description="he or glorot; by default He before a ReLU-family activation, "
+        None, description="he, glorot or pytorch; by default He before a ReLU-family activation, "
         "Glorot otherwise")
 
     def pads(self, hw: tuple[int, int]) -> Pad:

@@ -53,7 +53,7 @@ class DenseSpec(LayerSpec):
     type: Literal["dense"]
     units: PositiveInt = Field(description="number of output units")
     init: InitName | None = Field(
-        None, description="he or glorot; by default He before a ReLU-family activation, "
+        None, description="he, glorot or pytorch; by default He before a ReLU-family activation, "
         "Glorot otherwise")
 
     def output_shape(self, input_shape: Shape) -> Shape:
