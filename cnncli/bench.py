@@ -306,12 +306,17 @@ def format_result(result: BenchResult, title: str = "") -> str:
                 f"{r[3]:>{widths[3]}}  {r[4]:>{widths[4]}}")
 
     rule = "-" * len(fmt(head))
+    names = [r.layer for r in result.layers]
+    pairs = zip(names[:-1], names[1:], strict=True)
+    swapped = ["(a relu right before a maxpool runs after it, on the pooled map)"] if any(
+        a == "relu" and b.startswith("maxpool") for a, b in pairs) else []
     heading = f"{title + ': ' if title else ''}batch {result.batch_size}, " \
               f"medians of {result.steps} steps on synthetic data"
     where = format_machine(result.machine, result.threads) if result.machine else ""
     return "\n".join([
         heading, *([where] if where else []),
-        "per layer: one thread, the whole batch", fmt(head), rule, *(fmt(r) for r in rows), rule,
+        "per layer: one thread, the whole batch", *swapped, fmt(head), rule,
+        *(fmt(r) for r in rows), rule,
         f"train step: {result.train_step_ms:.3f} ms = "
         f"{result.train_images_per_s:,.0f} images/s (batch {result.batch_size}, "
         f"{result.shards} shard{'s' if result.shards != 1 else ''} on {result.threads} "
