@@ -144,7 +144,12 @@ class Network:
         return x
 
     def activations(self, x: np.ndarray) -> list[np.ndarray]:
-        """Every layer's output for x (evaluation mode), in order: what feature maps show."""
+        """Every layer's output for x (evaluation mode), in order: what feature maps show.
+
+        The layers run in config order (a relu's map before its maxpool is what a picture
+        shows), and a backward after this pass follows that order too.
+        """
+        self._order = list(range(len(self.layers)))
         out = []
         for layer in self.layers:
             x = layer.forward(x, False, None)

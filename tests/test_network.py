@@ -300,6 +300,13 @@ def test_a_relu_before_a_maxpool_runs_after_it_with_the_same_output(
     in_config_order = net.activations(x)[-1]  # activations() runs layer by layer, as written
     np.testing.assert_array_equal(net.forward(x), in_config_order)
     np.testing.assert_array_equal(net.forward(x, training=True, rng=rng), in_config_order)
+    # a backward after activations() follows the order activations() ran in (config order)
+    net.forward(x)
+    net.activations(x)
+    dx_after_pictures = net.backward(np.ones((10, 5), dtype=np.float32))
+    net.forward(x)
+    np.testing.assert_allclose(net.backward(np.ones((10, 5), dtype=np.float32)),
+                               dx_after_pictures, rtol=1e-5, atol=1e-7)
 
 
 def test_relu_maxpool_backward_by_hand_including_a_tie_at_zero() -> None:

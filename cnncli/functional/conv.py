@@ -126,7 +126,8 @@ def col2im_matmul(w_taps: np.ndarray, d: np.ndarray, dxp: np.ndarray, rows: tupl
     (the adjoint of im2col), one tap at a time: the same dot products added in the same order,
     without writing the whole (C*KH*KW, R*OW*N) matrix out and reading it back (LeNet's
     second conv's input gradient: 25-33% less time; the same bits with OpenBLAS, except
-    with one input channel, where each product is a matrix-vector one, rounded differently).
+    where a product becomes a matrix-vector one, rounded differently: one input channel, or a
+    band of a single column).
     """
     kh, kw, c, _ = w_taps.shape
     r, n = rows[1] - rows[0], dxp.shape[3]
