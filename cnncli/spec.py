@@ -268,8 +268,9 @@ _BOUNDS = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
            "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
 
 
-def _explain(err: dict[str, Any], path: Loc, tagged: dict[str, Any], parent: Any,
-             data: Any) -> str:
+def explain_common(err: dict[str, Any]) -> str | None:
+    """The one-line explanation of a pydantic error of a kind every cnncli schema words alike
+    (bounds, missing, value and number errors, not a mapping); None for any other kind."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
     value = err.get("input")
@@ -278,6 +279,27 @@ def _explain(err: dict[str, Any], path: Loc, tagged: dict[str, Any], parent: Any
         return f"must be {sign} {ctx[key]:g}, received {quote(value)}"
     if kind == "missing":
         return "is required"
+    if kind == "finite_number":
+        return f"must be a finite number, received {quote(value)}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number, received {quote(value)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer, received {quote(value)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping, received {quote(value)}"
+    return None
+
+
+def _explain(err: dict[str, Any], path: Loc, tagged: dict[str, Any], parent: Any,
+             data: Any) -> str:
+    common = explain_common(err)
+    if common is not None:
+        return common
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
     if kind == "extra_forbidden":
         known = known_keys(parent)
         return "unknown key" + (f" (known: {', '.join(known)})" if known else "") + \
@@ -291,22 +313,12 @@ def _explain(err: dict[str, Any], path: Loc, tagged: dict[str, Any], parent: Any
         return str(err["msg"])
     if kind == "union_tag_not_found":
         return f"type: is required (one of {', '.join(sorted(tagged))})"
-    if kind == "finite_number":
-        return f"must be a finite number, received {quote(value)}"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    if kind in ("float_type", "float_parsing"):
-        return f"must be a number, received {quote(value)}"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be an integer, received {quote(value)}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected', '')}, received {quote(value)}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length", ctx.get("max_length"))
         return (f"must have {'at least' if kind == 'too_short' else 'at most'} {n} "
                 f"item{'s' if n != 1 else ''}, received {quote(value)}")
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"must be a mapping, received {quote(value)}"
     msg = str(err["msg"])
     msg = re.sub(r"^Input should be ", "must be ", msg)
     msg = msg.replace("a valid integer", "an integer").replace("a valid boolean", "true or false")

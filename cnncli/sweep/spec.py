@@ -50,6 +50,7 @@ from pydantic import (
 
 from cnncli.config import parse_key_path, safe_load
 from cnncli.errors import ConfigError, quote
+from cnncli.spec import explain_common
 
 Real = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Number = StrictInt | Real  # an int stays an int (integer draws), anything else is a float
@@ -300,24 +301,12 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
 
 
 def _explain(err: dict[str, Any]) -> str:
+    common = explain_common(err)  # worded as in configs
+    if common is not None:
+        return common
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    bounds = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
-              "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
-    if kind in bounds:
-        sign, key = bounds[kind]
-        return f"must be {sign} {ctx[key]:g}, received {quote(value)}"
-    if kind == "missing":
-        return "is required"
     if kind == "extra_forbidden":
         return f"unknown key (known: {', '.join(_known_keys(tuple(err['loc'][:-1])))})"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    if kind == "finite_number":
-        return f"must be a finite number, received {quote(value)}"
-    if kind in ("float_type", "float_parsing"):
-        return f"must be a number, received {quote(value)}"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"must be an integer, received {quote(value)}"
     if kind in ("too_short", "too_long"):
         n = ctx.get("min_length", ctx.get("max_length"))
         if kind == "too_short" and n == 1:
@@ -326,8 +315,6 @@ def _explain(err: dict[str, Any]) -> str:
                 f"received {quote(value)}")
     if kind == "list_type":
         return f"must be a non-empty list, received {quote(value)}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"must be a mapping, received {quote(value)}"
     if kind == "string_pattern_mismatch":
         return f"must be 1 to 64 letters, digits, '.', '_' or '-', received {quote(value)}"
     if kind in ("string_type", "string_too_short"):
