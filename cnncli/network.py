@@ -264,7 +264,29 @@ def build_model(
         layer = layer_for(spec)
         shape = layer.build(shape, rng, np.dtype(dtype))
         layers.append(layer)
+    pack_parameters(layers)
     return Network(tuple(int(v) for v in input_shape), layers)
+
+
+def pack_parameters(layers: Sequence[Layer]) -> np.ndarray | None:
+    """Move every parameter into one flat array, in `named_parameters()` order; return it.
+
+    Each `layer.params[name]` becomes a view of the same shape and values into that array, so
+    an optimizer can update all of them at once (`optim.flat_span`): lenet's Adam step has ten
+    parameters, and written array by array it spent most of its 0.6 ms in per-call overhead.
+    Nothing changes when the parameters have different dtypes (None is returned).
+    """
+    params = [(layer, name, p) for layer in layers for name, p in layer.params.items()]
+    if not params or len({p.dtype for _, _, p in params}) != 1:
+        return None
+    flat = np.empty(sum(p.size for _, _, p in params), dtype=params[0][2].dtype)
+    a = 0
+    for layer, name, p in params:
+        view = flat[a : a + p.size].reshape(p.shape)
+        view[...] = p
+        layer.params[name] = view
+        a += p.size
+    return flat
 
 
 def _prime_allocator() -> None:

@@ -14,7 +14,7 @@ Order, simple to complex: SGD (with momentum, Nesterov and L2 weight decay), the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
@@ -26,6 +26,33 @@ from cnncli.spec import PositiveInt, Real, Spec, check
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
 SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
+
+
+def flat_span(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
+    """One 1-D view covering `arrays` when they lie back to back in one flat array, else None.
+
+    True when every array is a C-contiguous view of the same 1-D C-contiguous owner (its
+    `.base`), all of one dtype, each starting where the one before ends: the parameters of a
+    model from `build_model` (see `network.pack_parameters`). An update written as whole-array
+    operations on the view is then the same arithmetic, element by element, as on each array,
+    in a dozen NumPy calls instead of a dozen per array.
+    """
+    if not arrays:
+        return None
+    root = arrays[0].base
+    if not isinstance(root, np.ndarray) or root.ndim != 1 or not root.flags.c_contiguous:
+        return None
+    dtype, size = root.dtype, root.dtype.itemsize
+    start = arrays[0].__array_interface__["data"][0]
+    origin = root.__array_interface__["data"][0]
+    end = start
+    for a in arrays:
+        if (a.base is not root or a.dtype != dtype or not a.flags.c_contiguous
+                or a.__array_interface__["data"][0] != end):
+            return None
+        end += a.size * size
+    first = (start - origin) // size
+    return root[first : first + (end - start) // size]
 
 
 class OptimizerSpec(Spec):
@@ -45,6 +72,36 @@ class Optimizer:
         self.params = dict(params)
         self.lr = float(lr)
         self.state: dict[str, np.ndarray] = {}
+        #: all parameters as one 1-D view when they lie back to back (flat_span), else None
+        self.flat = flat_span(list(self.params.values()))
+        self._flat_grad: np.ndarray | None = None
+
+    def _state_like_params(self, *suffixes: str) -> list[np.ndarray | None]:
+        """Zeroed state `<name><suffix>` for every parameter, for each suffix, in the order
+        name by name (`layers.0.weight.m`, `layers.0.weight.v`, ...). With flat parameters
+        the arrays of one suffix are views into one flat array; those are returned (else
+        None per suffix)."""
+        wholes = [np.zeros_like(self.flat) if self.flat is not None else None
+                  for _ in suffixes]
+        a = 0
+        for k, p in self.params.items():
+            for suffix, whole in zip(suffixes, wholes, strict=True):
+                self.state[f"{k}{suffix}"] = (np.zeros_like(p) if whole is None
+                                              else whole[a : a + p.size].reshape(p.shape))
+            a += p.size
+        return wholes
+
+    def _flat_grads(self, grads: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The gradients gathered into one 1-D array in parameter order (exact copies, one
+        call) when the parameters are flat; None when they are not or a dtype differs."""
+        if self.flat is None:
+            return None
+        gs = [grads[name] for name in self.params]
+        if any(g.dtype != self.flat.dtype for g in gs):
+            return None
+        if self._flat_grad is None:
+            self._flat_grad = np.empty_like(self.flat)
+        return np.concatenate([g.reshape(-1) for g in gs], out=self._flat_grad)
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
         """Apply one update with `self.lr`; grads has the same names and shapes as params."""
@@ -115,20 +172,25 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
-        if self.momentum:
-            self.state = {f"{k}.velocity": np.zeros_like(p) for k, p in self.params.items()}
+        self._flat_velocity = self._state_like_params(".velocity")[0] if self.momentum else None
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
+        flat_g = self._flat_grads(grads)
+        if flat_g is not None and self.flat is not None:  # one update over all parameters
+            self._update(self.flat, flat_g, self._flat_velocity)
+            return
         for name, p in self.params.items():
-            g = grads[name]
-            if self.weight_decay:
-                g = g + self.weight_decay * p  # a new array: the layer's grad stays untouched
-            if self.momentum:
-                v = self.state[f"{name}.velocity"]
-                v *= self.momentum
-                v += g
-                g = g + self.momentum * v if self.nesterov else v
-            p -= self.lr * g
+            v = self.state[f"{name}.velocity"] if self.momentum else None
+            self._update(p, grads[name], v)
+
+    def _update(self, p: np.ndarray, g: np.ndarray, v: np.ndarray | None) -> None:
+        if self.weight_decay:
+            g = g + self.weight_decay * p  # a new array: the layer's grad stays untouched
+        if v is not None:
+            v *= self.momentum
+            v += g
+            g = g + self.momentum * v if self.nesterov else v
+        p -= self.lr * g
 
 
 class AdamSpec(OptimizerSpec):
@@ -173,42 +235,51 @@ class Adam(Optimizer):
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
         self.state = {"step": np.zeros((), dtype=np.int64)}
-        for k, p in self.params.items():
-            self.state[f"{k}.m"] = np.zeros_like(p)
-            self.state[f"{k}.v"] = np.zeros_like(p)
+        self._flat_m, self._flat_v = self._state_like_params(".m", ".v")
         self._scratch: dict[str, np.ndarray] = {}  # per parameter, made at its first step
 
     def step(self, grads: Mapping[str, np.ndarray]) -> None:
         self.state["step"] += 1
         t = int(self.state["step"])
-        b1, b2 = self.beta1, self.beta2
-        step_size = self.lr / (1.0 - b1**t)
-        root_bc2 = math.sqrt(1.0 - b2**t)
-        # The operations of the formula, each written into one scratch array per parameter
+        step_size = self.lr / (1.0 - self.beta1**t)
+        root_bc2 = math.sqrt(1.0 - self.beta2**t)
+        flat_g = self._flat_grads(grads)
+        if (flat_g is not None and self.flat is not None and self._flat_m is not None
+                and self._flat_v is not None):
+            # one update over all parameters: the same operations on every element (lenet,
+            # Xeon: 0.17 ms a step against 0.63 ms parameter by parameter)
+            self._update("", self.flat, flat_g, self._flat_m, self._flat_v, step_size,
+                         root_bc2)
+            return
+        for name, p in self.params.items():
+            self._update(name, p, grads[name], self.state[f"{name}.m"],
+                         self.state[f"{name}.v"], step_size, root_bc2)
+
+    def _update(self, key: str, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray,
+                step_size: float, root_bc2: float) -> None:
+        # The operations of the formula, each written into one scratch array (per key)
         # instead of a new temporary: the same bits when gradient and parameter share a dtype,
         # as in training (with mixed dtypes the scratch rounds to the parameter's earlier); on
-        # lenet 0.64-0.68 ms a step against 0.77-0.84 ms.
-        for name, p in self.params.items():
-            g = grads[name]
-            m, v = self.state[f"{name}.m"], self.state[f"{name}.v"]
-            tmp = self._scratch.get(name)
-            if tmp is None or tmp.shape != p.shape or tmp.dtype != p.dtype:
-                tmp = self._scratch[name] = np.empty_like(p)
-            if self.weight_decay:
-                p *= 1.0 - self.lr * self.weight_decay
-            m *= b1
-            np.multiply(g, 1.0 - b1, out=tmp)  # (1 - b1) g
-            m += tmp
-            v *= b2
-            np.multiply(g, g, out=tmp)
-            tmp *= 1.0 - b2  # (1 - b2) g^2
-            v += tmp
-            np.sqrt(v, out=tmp)  # the denominator; the state stays intact
-            tmp /= root_bc2
-            tmp += self.eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= step_size
-            p -= tmp
+        # lenet 0.64-0.68 ms a step against 0.77-0.84 ms (parameter by parameter).
+        b1, b2 = self.beta1, self.beta2
+        tmp = self._scratch.get(key)
+        if tmp is None or tmp.shape != p.shape or tmp.dtype != p.dtype:
+            tmp = self._scratch[key] = np.empty_like(p)
+        if self.weight_decay:
+            p *= 1.0 - self.lr * self.weight_decay
+        m *= b1
+        np.multiply(g, 1.0 - b1, out=tmp)  # (1 - b1) g
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2  # (1 - b2) g^2
+        v += tmp
+        np.sqrt(v, out=tmp)  # the denominator; the state stays intact
+        tmp /= root_bc2
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= step_size
+        p -= tmp
 
 
 # -- learning-rate schedules: pure functions of the step (0-based) ------------------------

@@ -49,6 +49,12 @@ class ForkedWorkers:
         self.names = [(i, name) for i, layer in enumerate(net.layers) for name in layer.params]
         params = [net.layers[i].params[name] for i, name in self.names]
         self.dtype = params[0].dtype if params else np.dtype(np.float64)
+        from cnncli.optim import flat_span
+
+        # the parameters as one flat array (build_model packs them), and the arrays it covered
+        span = flat_span(params)
+        self._packed = (span, params) if span is not None and span.dtype == self.dtype \
+            else None
         self.sizes = [p.size for p in params]
         self.offsets = np.cumsum([0, *self.sizes]).tolist()
         total = self.offsets[-1]
@@ -57,7 +63,7 @@ class ForkedWorkers:
         k = int(np.prod(net.output_shape))
         s = par.shards
         layout = [("params", (total,), self.dtype), ("grads", (s, total), self.dtype),
-                  ("x", (d, capacity), self.dtype), ("y", (capacity,), np.int64),
+                  ("x", (d * capacity,), self.dtype), ("y", (capacity,), np.int64),
                   ("logits", (k, capacity), self.dtype), ("loss", (s,), np.float64),
                   ("seeds", (s,), np.int64), ("buf_in", (self.boffsets[-1],), np.float64),
                   ("buf_out", (s, self.boffsets[-1]), np.float64)]
@@ -103,9 +109,27 @@ class ForkedWorkers:
         if failed:
             raise RuntimeError(f"DataParallel worker process(es) {failed} failed")
 
+    def _x_in(self, x: np.ndarray, ranges: list[tuple[int, int]]) -> None:
+        """Write columns a:b of x, for each (a, b) in ranges, into the block's x region as one
+        C-contiguous (..., b - a) array starting at element d * a (see _x_of)."""
+        flat, x2 = self.a["x"], x.reshape(-1, x.shape[-1])
+        d = x2.shape[0]
+        for a, b in ranges:
+            np.copyto(flat[d * a : d * b].reshape(d, b - a), x2[:, a:b])
+
+    def _x_of(self, a: int, b: int) -> np.ndarray:
+        """Columns a:b of the batch as the worker sees them: a C-contiguous view, no copy."""
+        d = int(np.prod(self.in_shape))
+        return self.a["x"][d * a : d * b].reshape(*self.in_shape, b - a)
+
     def _params_in(self) -> None:
         flat = self.a["params"]
         net = self.par.net
+        if self._packed is not None and all(  # still the packed arrays: one copy
+                net.layers[i].params[name] is p
+                for (i, name), p in zip(self.names, self._packed[1], strict=True)):
+            flat[...] = self._packed[0]
+            return
         for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
             flat[a:b] = net.layers[i].params[name].reshape(-1)
 
@@ -120,15 +144,15 @@ class ForkedWorkers:
         par = self.par
         if n > self.capacity or x.dtype != self.dtype:  # then all here: same bits, one core
             return [job(s) for s in range(len(bounds))]
-        self._params_in()
-        for buf, a, b in self._buffers(par.net):  # before shard 0 updates the network's own
-            self.a["buf_in"][a:b] = buf.reshape(-1)
-        self.a["x"][:, :n] = x.reshape(-1, n)
+        t = par.threads
+        self._x_in(x, [bounds[s] for s in range(len(bounds)) if s % t])
         self.a["y"][:n] = y
         if seeds is not None:
             self.a["seeds"][: len(seeds)] = seeds
+        self._params_in()
+        for buf, a, b in self._buffers(par.net):  # before shard 0 updates the network's own
+            self.a["buf_in"][a:b] = buf.reshape(-1)
         self._send(b"T", n, seeds is not None)
-        t = par.threads
         results: list[Any] = [None] * len(bounds)
         for s in range(0, len(bounds), t):
             results[s] = job(s)
@@ -155,10 +179,10 @@ class ForkedWorkers:
         n = x.shape[-1]
         if n > self.capacity or x.dtype != self.dtype:
             return [job(p) for p in range(len(pieces))]
-        self._params_in()
-        self.a["x"][:, :n] = x.reshape(-1, n)
-        self._send(b"E", n, False)
         t = self.par.threads
+        self._x_in(x, [pieces[p] for p in range(len(pieces)) if p % t])
+        self._params_in()
+        self._send(b"E", n, False)
         out: list[Any] = [None] * len(pieces)
         for p in range(0, len(pieces), t):
             out[p] = job(p)
@@ -209,8 +233,7 @@ class ForkedWorkers:
                     bounds = shard_bounds(n, par.shards)
                     for s in range(w, len(bounds), t):
                         a, b = bounds[s]
-                        xs = np.ascontiguousarray(self.a["x"][:, a:b]).reshape(
-                            *self.in_shape, b - a)
+                        xs = self._x_of(a, b)
                         rng = np.random.Generator(np.random.PCG64(int(self.a["seeds"][s]))) \
                             if has_rng else None
                         for buf, o0, o1 in self._buffers(net):  # the network's, as shard 0's
@@ -228,9 +251,8 @@ class ForkedWorkers:
                     pieces = [(a, min(a + par.eval_piece, n)) for a in range(0, n, par.eval_piece)]
                     for p in range(w, len(pieces), t):
                         a, b = pieces[p]
-                        xs = np.ascontiguousarray(self.a["x"][:, a:b]).reshape(
-                            *self.in_shape, b - a)
-                        self.a["logits"][:, a:b] = net.forward(xs, training=False)
+                        self.a["logits"][:, a:b] = net.forward(self._x_of(a, b),
+                                                                training=False)
                 os.write(rep_w, b"K")
             except Exception:  # noqa: BLE001 - reported to the parent as a failed step
                 import traceback

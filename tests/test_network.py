@@ -9,7 +9,14 @@ import pytest
 from cnncli.errors import CheckpointError, ConfigError, ShapeError
 from cnncli.layers import LAYERS, register_layer
 from cnncli.layers.activations import ReLU
-from cnncli.network import build_model, execution_order, format_summary, infer_shapes
+from cnncli.network import (
+    build_model,
+    execution_order,
+    format_summary,
+    infer_shapes,
+    pack_parameters,
+)
+from cnncli.optim import build_optimizer, flat_span
 
 LENET = [
     {"type": "conv", "filters": 6, "kernel": 5, "padding": "same"},
@@ -76,6 +83,34 @@ def test_same_seed_same_weights_and_float64_option() -> None:
     assert b.named_parameters()["layers.0.weight"].dtype == np.float64
     np.testing.assert_allclose(a.named_parameters()["layers.0.weight"],
                                b.named_parameters()["layers.0.weight"], rtol=1e-6)
+
+
+def test_parameters_are_packed_back_to_back_with_their_values_kept() -> None:
+    net = build_model((1, 12, 12), LENET, rng=np.random.default_rng(3))
+    params = list(net.named_parameters().values())
+    span = flat_span(params)
+    assert span is not None and span.size == net.param_count() == sum(p.size for p in params)
+    # pack_parameters keeps each value: packing the packed layers again changes nothing
+    before = [p.copy() for p in params]
+    flat = pack_parameters(net.layers)
+    after = list(net.named_parameters().values())
+    assert flat is not None and all(np.shares_memory(p, flat) for p in after)
+    for a, b in zip(after, before, strict=True):
+        assert np.array_equal(a, b) and a.shape == b.shape
+    # and an optimizer step on them moves every layer's live arrays (the same objects)
+    opt = build_optimizer({"type": "sgd", "lr": 1.0}, net.named_parameters())
+    assert opt.flat is not None
+    opt.step({k: np.ones_like(v) for k, v in net.named_parameters().items()})
+    for p, b in zip(net.named_parameters().values(), before, strict=True):
+        np.testing.assert_allclose(p, b - 1.0, rtol=1e-6, atol=1e-7)
+
+
+def test_mixed_dtype_parameters_are_left_unpacked() -> None:
+    net = build_model((1, 12, 12), LENET[:1], rng=np.random.default_rng(3))
+    layer = net.layers[0]
+    layer.params["bias"] = layer.params["bias"].astype(np.float64)
+    weight = layer.params["weight"]
+    assert pack_parameters(net.layers) is None and layer.params["weight"] is weight
 
 
 def test_config_round_trips() -> None:

@@ -15,6 +15,7 @@ from cnncli.optim import (
     build_optimizer,
     build_schedule,
     cosine_lr,
+    flat_span,
     step_lr,
     warmup_factor,
 )
@@ -183,3 +184,88 @@ def test_unknown_optimizer_lists_the_known_ones():
 
     with pytest.raises(ConfigError, match=r"unknown optimizer 'rmsprop' \(known: adam, sgd\)"):
         OPTIMIZERS.get("rmsprop")
+
+
+# -- parameters packed into one flat array (build_model's layout): one update for all ------
+
+
+def _packed(*sizes: int, dtype: type = np.float64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    flat = np.zeros(sum(sizes), dtype=dtype)
+    views, a = {}, 0
+    for i, n in enumerate(sizes):
+        views[f"p{i}"] = flat[a : a + n].reshape(n, 1) if n % 2 else flat[a : a + n]
+        a += n
+    return flat, views
+
+
+def test_flat_span_covers_back_to_back_views_and_nothing_else():
+    flat, views = _packed(3, 4, 5)
+    span = flat_span(list(views.values()))
+    assert span is not None and span.size == 12 and np.shares_memory(span, flat)
+    assert flat_span([views["p0"], views["p1"]]).size == 7
+    assert flat_span([views["p1"], views["p2"]]).size == 9  # need not start at the owner's 0
+    assert flat_span([views["p1"], views["p0"]]) is None  # out of order
+    assert flat_span([views["p0"], views["p2"]]) is None  # a gap
+    assert flat_span([np.zeros(3), np.zeros(4)]) is None  # separate arrays
+    assert flat_span([flat[0:4:2]]) is None  # not contiguous
+    assert flat_span([flat.view(np.int64)[0:3]]) is None  # not a view of a 1-D float owner
+    assert flat_span([]) is None
+
+
+def test_adam_on_packed_parameters_matches_the_hand_computed_steps():
+    # the same hand-worked numbers as above, for two packed parameters updated in one pass
+    _, params = _packed(1, 2)
+    opt = Adam(params, lr=0.01)
+    assert opt.flat is not None
+    opt.step({"p0": np.full((1, 1), 2.0), "p1": np.array([2.0, 2.0])})
+    opt.step({"p0": np.full((1, 1), 1.0), "p1": np.array([1.0, 1.0])})
+    for name in params:
+        np.testing.assert_allclose(opt.state[f"{name}.m"], 0.28)
+        np.testing.assert_allclose(opt.state[f"{name}.v"], 0.004996)
+        np.testing.assert_allclose(params[name], -0.00999999995 - 0.009321796329148964,
+                                   rtol=1e-12)
+    assert list(opt.state) == ["step", "p0.m", "p0.v", "p1.m", "p1.v"]  # checkpoint order
+
+
+def test_sgd_on_packed_parameters_matches_the_hand_computed_nesterov_steps():
+    _, params = _packed(2, 1)
+    opt = SGD(params, lr=0.1, momentum=0.9, nesterov=True)
+    assert opt.flat is not None
+    for _ in range(2):
+        opt.step({"p0": np.ones(2), "p1": np.ones((1, 1))})
+    np.testing.assert_allclose(params["p0"], [-0.461, -0.461])
+    np.testing.assert_allclose(params["p1"], [[-0.461]])
+    np.testing.assert_allclose(opt.state["p1.velocity"], [[1.9]])
+
+
+@pytest.mark.parametrize("spec", [
+    {"type": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
+    {"type": "sgd", "lr": 0.1},
+    {"type": "adam", "lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-7, "weight_decay": 1e-2},
+])
+def test_packed_and_separate_parameters_get_the_same_bits(spec):
+    rng = np.random.default_rng(1)
+    flat, packed = _packed(7, 30, 1, dtype=np.float32)
+    flat[...] = rng.standard_normal(flat.size)
+    separate = {k: v.copy() for k, v in packed.items()}
+    opt_p, opt_s = build_optimizer(spec, packed), build_optimizer(spec, separate)
+    assert opt_p.flat is not None and opt_s.flat is None
+    for _ in range(5):
+        grads = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in packed.items()}
+        opt_p.step(grads)
+        opt_s.step(grads)
+    for k in packed:
+        assert np.array_equal(packed[k], separate[k])
+    assert opt_p.state_dict().keys() == opt_s.state_dict().keys()
+    for k, v in opt_p.state_dict().items():
+        assert np.array_equal(v, opt_s.state_dict()[k])
+
+
+def test_packed_parameters_with_a_float64_gradient_fall_back_to_per_parameter_updates():
+    _, packed = _packed(2, 2, dtype=np.float32)
+    separate = {k: v.copy() for k, v in packed.items()}
+    grads = {"p0": np.array([0.5, -1.0]), "p1": np.array([2.0, 0.25])}  # float64
+    for params in (packed, separate):
+        Adam(params, lr=0.1, weight_decay=0.1).step(grads)
+    for k in packed:
+        assert packed[k].dtype == np.float32 and np.array_equal(packed[k], separate[k])
