@@ -181,19 +181,23 @@ def time_train_step(
 ) -> float:
     """Median milliseconds of one whole training step (forward, loss, backward, update).
 
-    With `par` (a DataParallel over `net`), the step runs its shards on its threads.
+    With `par` (a DataParallel over `net`), the step runs its shards on its threads, and the
+    optimizer step is par.optimizer_step with the optimizer `par` was given, if any (as in
+    training).
     """
     loss = build_loss(loss_name)
-    opt = build_optimizer(optimizer, net.named_parameters())
+    opt = par.optimizer if par is not None and par.optimizer is not None else \
+        build_optimizer(optimizer, net.named_parameters())
     samples = []
     for step in range(warmup + steps):
         t0 = time.perf_counter()
         if par is not None:
             par.train_step(x, y, rng)
+            par.optimizer_step(opt)
         else:
             loss.forward(net.forward(x, training=True, rng=rng), y)
             net.backward(loss.backward(), input_grad=False)
-        opt.step(net.named_gradients())
+            opt.step(net.named_gradients())
         t1 = time.perf_counter()
         if step >= warmup:
             samples.append(t1 - t0)
@@ -253,6 +257,7 @@ def run_benchmark(
     classes = int(np.prod(net.output_shape))
     x, y = synthetic_batch(net.input_shape, classes, batch_size, rng)
     with DataParallel(net, build_loss(loss_name), shards=shards, threads=threads,
+                      optimizer=build_optimizer(optimizer, net.named_parameters()),
                       **({"backend": backend} if backend else {})) as par:
         layers, loss_ms, opt_ms = time_layers(net, loss_name, optimizer, x, y, steps, warmup,
                                               rng)

@@ -20,6 +20,7 @@ import numpy as np
 
 from cnncli.errors import CheckpointError, ConfigError
 from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
+from cnncli.sharedmem import shared_zeros
 
 Shape = tuple[int, ...]
 #: a network with more parameters than this is refused as a config error
@@ -274,12 +275,14 @@ def pack_parameters(layers: Sequence[Layer]) -> np.ndarray | None:
     Each `layer.params[name]` becomes a view of the same shape and values into that array, so
     an optimizer can update all of them at once (`optim.flat_span`): lenet's Adam step has ten
     parameters, and written array by array it spent most of its 0.6 ms in per-call overhead.
+    The array is in shared memory (cnncli.sharedmem): worker processes forked by a
+    DataParallel read the parameters where they are, and update their part of them.
     Nothing changes when the parameters have different dtypes (None is returned).
     """
     params = [(layer, name, p) for layer in layers for name, p in layer.params.items()]
     if not params or len({p.dtype for _, _, p in params}) != 1:
         return None
-    flat = np.empty(sum(p.size for _, _, p in params), dtype=params[0][2].dtype)
+    flat = shared_zeros(sum(p.size for _, _, p in params), params[0][2].dtype)
     a = 0
     for layer, name, p in params:
         view = flat[a : a + p.size].reshape(p.shape)

@@ -4,13 +4,23 @@ Threads share one GIL: every Python line between NumPy calls runs on one core at
 a LeNet shard step of 32 images spends about a third of its time there (2 of 6 ms: the same
 step on 1 image takes 2 ms). Worker processes have
 a GIL each. Worker w (1 .. threads-1) is forked when the DataParallel opens; it owns a copy
-of replica w, whose parameters are views into the shared block. Per training step the
-parent copies the parameters and the batch into the block and writes one command per worker
-to a pipe; worker w runs shards w, w + threads, ... (the same `run_shard` the threads run, one
-BLAS thread, the shard generator seeded from the same drawn integer), writes each shard's
+of replica w. Its parameters are the network's own: build_model packs them into one array in
+shared memory (cnncli.sharedmem), which both processes see. (A network whose parameters are
+not packed that way gets a copy in the block before every step instead.) Per training step
+the parent copies the batch into the block and writes one command per worker to a pipe;
+worker w runs shards w, w + threads, ... (the same `run_shard` the threads run, one BLAS
+thread, the shard generator seeded from the same drawn integer), writes each shard's
 gradient, logits and loss into the block and answers one byte. The parent runs its own
-shards meanwhile, then sums the gradients in shard order as before: the bits are the same as
-with threads. Nothing is pickled: commands are packed integers, data is the shared block.
+shards meanwhile, then adds the gradients in shard order into one flat sum in the block
+(the network's grads become views of it, valid until the next step): the bits are the same
+as with threads. Nothing is pickled: commands are packed
+integers, data is the shared block.
+
+The optimizer step can be split too (`update`): when the DataParallel was given the
+optimizer before the workers were forked, and that optimizer keeps its state in flat shared
+arrays over the packed parameters (cnncli.optim: Adam, SGD), the parent sends the numbers of
+the step (`begin_step`), and each process updates its own range of the parameters with
+`step_range`. The update is elementwise, so the bits are those of one whole update.
 
 Buffers (batch-norm statistics) travel through the block as float64 (exact for float32
 values and integer counters): each worker shard starts from the network's buffers as they
@@ -31,9 +41,15 @@ from typing import Any
 
 import numpy as np
 
+from cnncli.optim import flat_span
+from cnncli.sharedmem import is_shared
+
 #: the widest batch (columns) the shared block holds; wider ones run in the parent alone
 CAPACITY = 1024
-_CMD = struct.Struct("<cqq")  # kind (b"T" train, b"E" eval, b"Q" quit), n, has_rng
+#: kind (b"T" train, b"E" eval, b"U" update, b"Q" quit), n (columns; for U: numbers), has_rng
+_CMD = struct.Struct("<cqq")
+#: the most numbers an optimizer's begin_step may return
+SCALARS = 16
 #: seconds a process polls the block for the other side's signal before sleeping on the pipe
 SPIN = 0.005
 
@@ -52,12 +68,15 @@ class ForkedWorkers:
         self.names = [(i, name) for i, layer in enumerate(net.layers) for name in layer.params]
         params = [net.layers[i].params[name] for i, name in self.names]
         self.dtype = params[0].dtype if params else np.dtype(np.float64)
-        from cnncli.optim import flat_span
-
         # the parameters as one flat array (build_model packs them), and the arrays it covered
         span = flat_span(params)
         self._packed = (span, params) if span is not None and span.dtype == self.dtype \
             else None
+        #: the packed parameters are in shared memory: the workers use them where they are
+        self.shared = self._packed is not None and is_shared(self._packed[0])
+        #: the optimizer whose steps are split over the processes (see update), or None
+        self.optimizer = par.optimizer if self._splittable(par.optimizer) else None
+        self._gviews: list[np.ndarray] | None = None  # the net's grads, views of gsum
         self.sizes = [p.size for p in params]
         self.offsets = np.cumsum([0, *self.sizes]).tolist()
         total = self.offsets[-1]
@@ -70,7 +89,8 @@ class ForkedWorkers:
                   ("logits", (k, capacity), self.dtype), ("loss", (s,), np.float64),
                   ("seeds", (s,), np.int64), ("buf_in", (self.boffsets[-1],), np.float64),
                   ("buf_out", (s, self.boffsets[-1]), np.float64),
-                  ("seq", (par.threads,), np.int64)]  # [0]: commands sent, [w]: w's replies
+                  ("seq", (par.threads,), np.int64),  # [0]: commands sent, [w]: w's replies
+                  ("gsum", (total,), self.dtype), ("scalars", (SCALARS,), np.float64)]
         sizes = [-(-(int(np.prod(shape)) * np.dtype(dt).itemsize) // 64) * 64
                  for _, shape, dt in layout]  # each region rounded up to 64 bytes
         self._mem = mmap.mmap(-1, sum(sizes))  # anonymous and shared: the children see it
@@ -129,12 +149,32 @@ class ForkedWorkers:
         d = int(np.prod(self.in_shape))
         return self.a["x"][d * a : d * b].reshape(*self.in_shape, b - a)
 
+    def _splittable(self, opt: Any) -> bool:
+        """Whether opt's updates can be split: flat over exactly the packed parameters, in
+        shared memory, with flat state in shared memory too."""
+        if opt is None or not self.shared or self._packed is None:
+            return False
+        flat_state = getattr(opt, "flat_state", None)
+        flat, state = getattr(opt, "flat", None), flat_state() if callable(flat_state) else None
+        span = self._packed[0]
+        return (flat is not None and state is not None and flat.dtype == self.dtype
+                and flat.size == span.size and np.shares_memory(flat, span)
+                and flat.__array_interface__["data"] == span.__array_interface__["data"]
+                and all(is_shared(a) for a in state))
+
     def _params_in(self) -> None:
         flat = self.a["params"]
         net = self.par.net
-        if self._packed is not None and all(  # still the packed arrays: one copy
-                net.layers[i].params[name] is p
-                for (i, name), p in zip(self.names, self._packed[1], strict=True)):
+        packed = self._packed is not None and all(
+            net.layers[i].params[name] is p
+            for (i, name), p in zip(self.names, self._packed[1], strict=True))
+        if self.shared:
+            if not packed:  # the workers would go on reading the old arrays
+                raise RuntimeError("a layer's parameter array was replaced while DataParallel "
+                                   "worker processes were running; assign into it instead "
+                                   "(param[...] = value)")
+            return
+        if packed and self._packed is not None:  # one copy
             flat[...] = self._packed[0]
             return
         for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
@@ -145,12 +185,14 @@ class ForkedWorkers:
                 zip(self.bnames, self.boffsets[:-1], self.boffsets[1:], strict=True)]
 
     def train(self, x: np.ndarray, y: np.ndarray, bounds: list[tuple[int, int]],
-              seeds: list[int] | None, n: int, job: Any) -> list[Any]:
-        """Run shard s on process s % threads; return [(loss, logits)] in shard order and
-        leave each remote shard's gradient in its replica's grads (views into the block)."""
+              seeds: list[int] | None, n: int, job: Any) -> tuple[list[Any], bool]:
+        """Run shard s on process s % threads; return ([(loss, logits)] in shard order,
+        summed). When summed, the network's grads hold the batch gradient (views of the
+        block's flat sum); else every shard ran here and each replica holds its own."""
         par = self.par
+        self._gviews = None
         if n > self.capacity or x.dtype != self.dtype:  # then all here: same bits, one core
-            return [job(s) for s in range(len(bounds))]
+            return [job(s) for s in range(len(bounds))], False
         t = par.threads
         self._x_in(x, [bounds[s] for s in range(len(bounds)) if s % t])
         self.a["y"][:n] = y
@@ -168,18 +210,69 @@ class ForkedWorkers:
             if s % t == 0:
                 continue
             a, b = bounds[s]
-            grads = par.replicas[s].layers
-            for (i, name), o0, o1 in zip(self.names, self.offsets[:-1], self.offsets[1:],
-                                         strict=True):
-                grads[i].grads[name] = self.a["grads"][s, o0:o1].reshape(
-                    par.net.layers[i].params[name].shape)
             for (i, k), o0, o1 in zip(self.bnames, self.boffsets[:-1], self.boffsets[1:],
                                       strict=True):
                 mine = par.replicas[s].layers[i].buffers
                 mine[k] = self.a["buf_out"][s, o0:o1].reshape(mine[k].shape).astype(
                     mine[k].dtype)
             results[s] = (float(self.a["loss"][s]), self.a["logits"][:, a:b].copy())
-        return results
+        self._sum(len(bounds))
+        return results, True
+
+    def _grads_out(self, net: Any, s: int) -> None:
+        """Copy a replica's gradients into row s of the block, in `names` order."""
+        row = self.a["grads"][s]
+        for (i, name), o0, o1 in zip(self.names, self.offsets[:-1], self.offsets[1:],
+                                     strict=True):
+            row[o0:o1] = net.layers[i].grads[name].reshape(-1)
+
+    def _sum(self, used: int) -> None:
+        """g_0 + g_1 + ... + g_{used-1} per parameter, added in that order (as
+        DataParallel._sum_grads adds them), into the block's flat gsum; a shard that ran here
+        contributes its replica's array, a worker's shard its row of the block. The network's
+        grads become views of gsum."""
+        par, t = self.par, self.par.threads
+        rows, gsum = self.a["grads"], self.a["gsum"]
+        views = []
+        for (i, name), o0, o1 in zip(self.names, self.offsets[:-1], self.offsets[1:],
+                                     strict=True):
+            layer = par.net.layers[i]
+            shape = layer.params[name].shape
+            parts = [par.replicas[s].layers[i].grads[name] if s % t == 0
+                     else rows[s, o0:o1].reshape(shape) for s in range(used)]
+            out = gsum[o0:o1].reshape(shape)
+            np.add(parts[0], parts[1], out=out)
+            for g in parts[2:]:
+                out += g
+            layer.grads[name] = out
+            views.append(out)
+        self._gviews = views
+
+    def can_update(self, opt: Any) -> bool:
+        """Whether update(opt) may run: opt is the split optimizer and the network's grads are
+        still the last step's sum."""
+        if opt is None or opt is not self.optimizer or self._gviews is None:
+            return False
+        net = self.par.net
+        return all(net.layers[i].grads.get(name) is v
+                   for (i, name), v in zip(self.names, self._gviews, strict=True))
+
+    def _range(self, w: int) -> tuple[int, int]:
+        """The parameter elements process w updates: an even split in process order."""
+        total, t = self.offsets[-1], self.par.threads
+        return w * total // t, (w + 1) * total // t
+
+    def update(self, opt: Any) -> None:
+        """One optimizer step from the summed gradient, each process updating its range."""
+        scalars = opt.begin_step()
+        if len(scalars) > SCALARS:
+            raise RuntimeError(f"{type(opt).__name__}.begin_step returned {len(scalars)} "
+                               f"numbers, at most {SCALARS} fit the block")
+        self.a["scalars"][: len(scalars)] = scalars
+        self._send(b"U", len(scalars), False)
+        a, b = self._range(0)
+        opt.step_range(self.a["gsum"], a, b, scalars)
+        self._wait()
 
     def forward(self, x: np.ndarray, pieces: list[tuple[int, int]], job: Any) -> list[Any]:
         """Evaluation pieces: piece p on process p % threads; outputs in piece order."""
@@ -220,6 +313,8 @@ class ForkedWorkers:
         loss = copy.copy(par.losses[0])
         flat = self.a["params"]
         for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
+            if self.shared:  # the replica shares the network's arrays, in shared memory
+                break
             layer = net.layers[i]
             if layer.params is par.net.layers[i].params:  # shared dict: give this copy its own
                 layer.params = dict(layer.params)
@@ -251,13 +346,15 @@ class ForkedWorkers:
                             buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
                         value, out = run_shard(net, loss, xs, self.a["y"][a:b].copy(), rng,
                                                (b - a) / n if len(bounds) > 1 else None)
-                        for (i, name), o0, o1 in zip(self.names, self.offsets[:-1],
-                                                     self.offsets[1:], strict=True):
-                            self.a["grads"][s, o0:o1] = net.layers[i].grads[name].reshape(-1)
+                        self._grads_out(net, s)
                         self.a["logits"][:, a:b] = out
                         self.a["loss"][s] = value
                         for buf, o0, o1 in self._buffers(net):
                             self.a["buf_out"][s, o0:o1] = buf.reshape(-1)
+                elif kind == b"U":
+                    scalars = tuple(float(v) for v in self.a["scalars"][:n])
+                    a, b = self._range(w)
+                    self.optimizer.step_range(self.a["gsum"], a, b, scalars)
                 else:
                     pieces = [(a, min(a + par.eval_piece, n)) for a in range(0, n, par.eval_piece)]
                     for p in range(w, len(pieces), t):

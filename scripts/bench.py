@@ -203,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
     from cnncli.config import load_config
     from cnncli.layers.losses import build_loss
     from cnncli.network import build_model
+    from cnncli.optim import build_optimizer
     from cnncli.parallel import DEFAULT_BACKEND, DataParallel
 
     args.backend = args.backend or DEFAULT_BACKEND
@@ -244,7 +245,9 @@ def run(args: argparse.Namespace) -> int:
                         time.sleep(PAUSE)  # let the other library's idle threads stop spinning
                         if who == "ours":
                             with DataParallel(net, build_loss(loss), shards, t,
-                                              backend=args.backend) as par:
+                                              backend=args.backend,
+                                              optimizer=build_optimizer(
+                                                  opt, net.named_parameters())) as par:
                                 if b:
                                     x, y = synthetic_batch(net.input_shape, classes, b, rng)
                                     ms = time_train_step(net, loss, opt, x, y, args.steps, 5,

@@ -53,6 +53,7 @@ class CnnSide:
         spe = math.ceil(len(data.train) / self.bs)
         self.lr_at = build_schedule(run.schedule, run.optimizer.lr, spe, run.train.epochs)
         self.par = DataParallel(self.net, build_loss(run.loss), shards, threads,
+                                optimizer=self.opt,
                                 **({"backend": backend} if backend else {}))
         self.par.close()  # opened for each epoch and evaluation: BLAS at its own count between
         self.step = 0
@@ -68,7 +69,7 @@ class CnnSide:
             idx = perm[start:start + self.bs]
             self.par.train_step(to_batch(train.images[idx]), train.labels[idx], self.rng)
             self.opt.lr = self.lr_at(self.step)
-            self.opt.step(self.net.named_gradients())
+            self.par.optimizer_step(self.opt)
             self.step += 1
         self.par.close()
         return time.perf_counter() - t0

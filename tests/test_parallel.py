@@ -62,27 +62,37 @@ def test_sharded_gradient_equals_the_full_batch_gradient_in_float64(
         assert sharded[name] is not g
 
 
-def _train(shards: int, threads: int, steps: int = 4,
-           backend: str = "threads") -> tuple[dict[str, np.ndarray], Any]:
+def _train(shards: int, threads: int, steps: int = 4, backend: str = "threads",
+           opt_spec: dict[str, Any] | None = None, split: bool = False
+           ) -> tuple[dict[str, np.ndarray], Any]:
+    """Train `steps` steps; with split, the optimizer goes to the DataParallel and its steps
+    through optimizer_step (on the worker processes too, when there are some)."""
     rng = np.random.default_rng(3)
     net = build_model(SHAPE, WITH_DROPOUT, rng=rng)  # float32, as training runs
-    opt = build_optimizer({"type": "adam", "lr": 1e-2, "weight_decay": 0.01},
+    opt = build_optimizer(opt_spec or {"type": "adam", "lr": 1e-2, "weight_decay": 0.01},
                           net.named_parameters())
     x, y = _data(13, np.float32)
+    split_steps = 0
     with DataParallel(net, build_loss("softmax_cross_entropy"), shards, threads,
-                      backend=backend) as par:
+                      backend=backend, optimizer=opt if split else None) as par:
         for _ in range(steps):
             par.train_step(x, y, rng)
-            opt.step(net.named_gradients())
+            if split:
+                split_steps += par._procs is not None and par._procs.can_update(opt)
+                par.optimizer_step(opt)
+            else:
+                opt.step(net.named_gradients())
+    assert split_steps == (steps if split and threads > 1 and backend == "processes" else 0)
     return {k: v.copy() for k, v in net.named_parameters().items()}, rng.bit_generator.state
 
 
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("backend", ["threads", "processes"])
 @pytest.mark.parametrize("shards", [2, 3])
 def test_one_and_two_threads_give_bit_identical_parameters_after_several_steps(
-        shards: int, backend: str) -> None:
+        shards: int, backend: str, split: bool) -> None:
     one, state_one = _train(shards, threads=1)
-    two, state_two = _train(shards, threads=2, backend=backend)
+    two, state_two = _train(shards, threads=2, backend=backend, split=split)
     for name in one:
         assert np.array_equal(one[name], two[name]), name
     assert state_one == state_two
@@ -253,3 +263,62 @@ def test_processes_backend_merges_buffers_like_threads_and_refuses_unknown_backe
     with pytest.raises(ConfigError, match="received 'fibers'"):
         DataParallel(Network((2,), [RunningMean()]), build_loss("mse"), shards=2, threads=2,
                      backend="fibers")
+
+
+@pytest.mark.parametrize("opt_spec", [
+    {"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
+    {"type": "sgd", "lr": 0.05},
+    {"type": "adam", "lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6},
+])
+def test_an_optimizer_step_split_over_the_worker_processes_gives_the_same_bits(
+        opt_spec: dict[str, Any]) -> None:
+    one, _ = _train(2, threads=1, opt_spec=opt_spec)
+    split, _ = _train(2, threads=2, backend="processes", opt_spec=opt_spec, split=True)
+    for name in one:
+        assert np.array_equal(one[name], split[name]), name
+
+
+def test_only_the_constructors_optimizer_over_this_steps_sum_is_split() -> None:
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+    opt = build_optimizer({"type": "adam"}, net.named_parameters())
+    other = build_optimizer({"type": "adam"}, net.named_parameters())
+    x, y = _data(8, np.float32)
+    with DataParallel(net, build_loss("mse"), 2, 2, backend="processes", optimizer=opt) as par:
+        procs = par._procs
+        assert not procs.can_update(opt)  # no step yet
+        par.train_step(x, y)
+        assert procs.can_update(opt) and not procs.can_update(other)
+        before = {k: v.copy() for k, v in net.named_parameters().items()}
+        par.optimizer_step(other)  # not the constructor's: an ordinary step, in the parent
+        assert not np.array_equal(before["layers.0.weight"], net.named_parameters()[
+            "layers.0.weight"])
+        loss = build_loss("mse")
+        loss.forward(net.forward(x, training=True), y)
+        net.backward(loss.backward())  # the grads are no longer the step's sum
+        assert not procs.can_update(opt)
+
+
+def test_replacing_a_parameter_array_while_workers_run_is_an_error_not_a_stale_read() -> None:
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+    x, y = _data(8, np.float32)
+    with DataParallel(net, build_loss("mse"), 2, 2, backend="processes") as par:
+        par.train_step(x, y)
+        layer = net.layers[0]
+        layer.params["weight"] = layer.params["weight"].copy()  # a new array, not in place
+        with pytest.raises(RuntimeError, match="replaced while DataParallel worker"):
+            par.train_step(x, y)
+
+
+def test_shared_memory_is_seen_by_a_forked_child_and_ordinary_memory_is_not() -> None:
+    import os
+
+    from cnncli.sharedmem import is_shared, shared_zeros
+
+    shared, private = shared_zeros(4, np.float32), np.zeros(4, np.float32)
+    assert is_shared(shared[1:3].reshape(2, 1)) and not is_shared(private)
+    pid = os.fork()
+    if pid == 0:  # the child writes both and leaves
+        shared[2], private[2] = 7.0, 7.0
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert shared[2] == 7.0 and private[2] == 0.0

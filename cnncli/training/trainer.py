@@ -113,7 +113,8 @@ class Trainer:
         cb = callbacks or Callbacks()
         tc = self.cfg.run.train
         self.start()
-        with DataParallel(self.net, self.loss, shards=tc.shards, threads=self.threads) as par:
+        with DataParallel(self.net, self.loss, shards=tc.shards, threads=self.threads,
+                          optimizer=self.optimizer) as par:
             self.par = par
             while self.epoch < tc.epochs:
                 with np.errstate(over="ignore", invalid="ignore"):  # a NaN loss: caught below
@@ -157,7 +158,7 @@ class Trainer:
             if not math.isfinite(value):
                 raise TrainingError(self._nan_message(value, e, b, nb))
             self.optimizer.lr = self.lr_at(self.step)
-            self.optimizer.step(self.net.named_gradients())
+            self.par.optimizer_step(self.optimizer)  # optimizer.step(grads), on the workers too
             self.step += 1
             prog["batch"] = b + 1
             prog["loss_sum"] += value * len(y)

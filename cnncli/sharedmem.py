@@ -1,0 +1,36 @@
+"""Arrays in anonymous shared memory: a process forked after one is made sees the same values.
+
+Ordinary NumPy memory is copied on write in a forked child, so a worker process would keep
+the values it was forked with. An array from `shared_zeros` lives in an anonymous MAP_SHARED
+mapping instead: the parent's later writes are the child's reads, and back. The network's
+packed parameters and the optimizer's flat state live there (cnncli.parallel_procs then
+reads and updates them in place from both processes); for everything else it is ordinary
+memory, released when the last view of it goes.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+
+class _SharedMap(mmap.mmap):
+    """An anonymous MAP_SHARED mapping made by shared_zeros (the type tells is_shared)."""
+
+
+def shared_zeros(n: int, dtype: np.dtype | type) -> np.ndarray:
+    """A 1-D array of n zeros of `dtype` in its own anonymous shared mapping."""
+    dtype = np.dtype(dtype)
+    buf = _SharedMap(-1, max(n * dtype.itemsize, 1))  # MAP_SHARED | MAP_ANONYMOUS, zeroed
+    return np.frombuffer(buf, dtype=dtype, count=n)
+
+
+def is_shared(a: np.ndarray) -> bool:
+    """Whether `a` is, or views, an array made by shared_zeros."""
+    base: object = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    return isinstance(base, _SharedMap)
