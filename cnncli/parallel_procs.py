@@ -321,7 +321,11 @@ class ForkedWorkers:
             layer.params[name] = flat[a:b].reshape(layer.params[name].shape)
         t = par.threads
         seq = self.a["seq"]
-        seen = int(seq[0])
+        # Commands sent before this worker existed: none, as it is forked before the block's
+        # first use. (Reading seq[0] here instead raced with the parent: when the parent sent
+        # its first command before the child ran this line, the child counted it as done and
+        # then polled for 5 ms before every later command, doubling a lenet step's time.)
+        seen = 0
         while True:
             _spin(seq, 0, seen + 1)  # then the read below returns without sleeping
             seen += 1
