@@ -294,11 +294,13 @@ class ForkedWorkers:
         return out
 
     def close(self) -> None:
-        for pid, cmd_w, rep_r in self.workers:
+        for _, cmd_w, _ in self.workers:
             try:
                 os.write(cmd_w, _CMD.pack(b"Q", 0, 0))
             except OSError:
                 pass
+        self.a["seq"][0] += 1  # a polling worker reads its Q at once
+        for pid, cmd_w, rep_r in self.workers:
             os.close(cmd_w)
             os.close(rep_r)
             os.waitpid(pid, 0)
