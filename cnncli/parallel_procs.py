@@ -2,19 +2,19 @@
 
 Threads share one GIL: every Python line between NumPy calls runs on one core at a time, and
 a LeNet shard step of 32 images spends about a third of its time there (2 of 6 ms: the same
-step on 1 image takes 2 ms). Worker processes have
-a GIL each. Worker w (1 .. threads-1) is forked when the DataParallel opens; it owns a copy
-of replica w. Its parameters are the network's own: build_model packs them into one array in
-shared memory (cnncli.sharedmem), which both processes see. (A network whose parameters are
-not packed that way gets a copy in the block before every step instead.) Per training step
-the parent copies the batch into the block and writes one command per worker to a pipe;
-worker w runs shards w, w + threads, ... (the same `run_shard` the threads run, one BLAS
-thread, the shard generator seeded from the same drawn integer), writes each shard's
-gradient, logits and loss into the block and answers one byte. The parent runs its own
-shards meanwhile, then adds the gradients in shard order into one flat sum in the block
-(the network's grads become views of it, valid until the next step): the bits are the same
-as with threads. Nothing is pickled: commands are packed
-integers, data is the shared block.
+step on 1 image takes 2 ms). Worker processes have a GIL each. Worker w (1 .. threads-1) is
+forked when the DataParallel opens; it owns a copy of replica w. Its parameters are the
+network's own: build_model packs them into one array in shared memory (cnncli.sharedmem),
+which both processes see. (A network whose parameters are not packed that way gets a copy in
+the block before every step instead.) Per training step the parent copies the batch into the
+block and writes one command per worker to a pipe; worker w runs shards w, w + threads, ...
+(the same `run_shard` the threads run, one BLAS thread, the shard generator seeded from the
+same drawn integer), writes each shard's gradient, logits and loss into the block and
+answers one byte. The parent runs its own shards meanwhile, then adds the gradients in shard
+order into one flat sum in the block (the network's grads become views of it, valid until
+the next step): the bits are the same as with threads. Nothing is pickled: commands are
+packed integers, data is the shared block. Each side polls a counter in the block for up to
+SPIN seconds before it sleeps on a pipe (see _spin).
 
 The optimizer step can be split too (`update`): when the DataParallel was given the
 optimizer before the workers were forked, and that optimizer keeps its state in flat shared
