@@ -7,14 +7,15 @@ forked when the DataParallel opens; it owns a copy of replica w. Its parameters 
 network's own: build_model packs them into one array in shared memory (cnncli.sharedmem),
 which both processes see. (A network whose parameters are not packed that way gets a copy in
 the block before every step instead.) Per training step the parent copies the batch into the
-block and writes one command per worker to a pipe; worker w runs shards w, w + threads, ...
-(the same `run_shard` the threads run, one BLAS thread, the shard generator seeded from the
-same drawn integer), writes each shard's gradient, logits and loss into the block and
-answers one byte. The parent runs its own shards meanwhile, then adds the gradients in shard
-order into one flat sum in the block (the network's grads become views of it, valid until
-the next step): the bits are the same as with threads. Nothing is pickled: commands are
-packed integers, data is the shared block. Each side polls a counter in the block for up to
-SPIN seconds before it sleeps on a pipe (see _spin).
+block (the columns of the workers' shards) and writes one command per worker to a pipe;
+worker w runs shards w, w + threads, ... (the same `run_shard` the threads run, one BLAS
+thread, the shard generator seeded from the same drawn integer), writes each shard's
+gradient, logits and loss into the block and answers one byte. The parent runs its own
+shards meanwhile, then adds the gradients in shard order into one flat sum in the block (the
+network's grads become views of it, valid until the next step): the bits are the same as
+with threads. Nothing is pickled: commands are packed integers, data is the shared block.
+Each side polls a counter in the block for up to SPIN seconds before it sleeps on a pipe
+(see _spin).
 
 The optimizer step can be split too (`update`): when the DataParallel was given the
 optimizer before the workers were forked, and that optimizer keeps its state in flat shared
@@ -121,9 +122,21 @@ class ForkedWorkers:
 
     # -- the parent -------------------------------------------------------------------------
     def _send(self, kind: bytes, n: int, has_rng: bool) -> None:
-        for _, cmd_w, _ in self.workers:
-            os.write(cmd_w, _CMD.pack(kind, n, int(has_rng)))
+        for pid, cmd_w, _ in self.workers:
+            try:
+                os.write(cmd_w, _CMD.pack(kind, n, int(has_rng)))
+            except OSError as e:  # the worker is gone: its end of the pipe closed
+                raise RuntimeError(f"DataParallel worker process {pid} is gone ({e})") from e
         self.a["seq"][0] += 1  # after the writes: a worker that sees it finds its command
+
+    def _drain(self) -> None:
+        """Read the replies to the command just sent, whatever they are, when the parent's
+        own part failed: the next command then starts in step (else a later wait would take
+        this command's reply for its own, and read rows the worker has not written yet)."""
+        try:
+            self._wait()
+        except (RuntimeError, OSError):
+            pass
 
     def _wait(self) -> None:
         failed = []
@@ -180,6 +193,10 @@ class ForkedWorkers:
         for (i, name), a, b in zip(self.names, self.offsets[:-1], self.offsets[1:], strict=True):
             flat[a:b] = net.layers[i].params[name].reshape(-1)
 
+    def _buffers_in(self) -> None:
+        for buf, a, b in self._buffers(self.par.net):
+            self.a["buf_in"][a:b] = buf.reshape(-1)
+
     def _buffers(self, net: Any) -> list[tuple[np.ndarray, int, int]]:
         return [(net.layers[i].buffers[k], a, b) for (i, k), a, b in
                 zip(self.bnames, self.boffsets[:-1], self.boffsets[1:], strict=True)]
@@ -199,12 +216,15 @@ class ForkedWorkers:
         if seeds is not None:
             self.a["seeds"][: len(seeds)] = seeds
         self._params_in()
-        for buf, a, b in self._buffers(par.net):  # before shard 0 updates the network's own
-            self.a["buf_in"][a:b] = buf.reshape(-1)
+        self._buffers_in()  # before shard 0 updates the network's own
         self._send(b"T", n, seeds is not None)
         results: list[Any] = [None] * len(bounds)
-        for s in range(0, len(bounds), t):
-            results[s] = job(s)
+        try:
+            for s in range(0, len(bounds), t):
+                results[s] = job(s)
+        except BaseException:
+            self._drain()
+            raise
         self._wait()
         for s in range(len(bounds)):
             if s % t == 0:
@@ -271,7 +291,11 @@ class ForkedWorkers:
         self.a["scalars"][: len(scalars)] = scalars
         self._send(b"U", len(scalars), False)
         a, b = self._range(0)
-        opt.step_range(self.a["gsum"], a, b, scalars)
+        try:
+            opt.step_range(self.a["gsum"], a, b, scalars)
+        except BaseException:
+            self._drain()
+            raise
         self._wait()
 
     def forward(self, x: np.ndarray, pieces: list[tuple[int, int]], job: Any) -> list[Any]:
@@ -282,10 +306,15 @@ class ForkedWorkers:
         t = self.par.threads
         self._x_in(x, [pieces[p] for p in range(len(pieces)) if p % t])
         self._params_in()
+        self._buffers_in()  # a worker evaluates with the network's statistics
         self._send(b"E", n, False)
         out: list[Any] = [None] * len(pieces)
-        for p in range(0, len(pieces), t):
-            out[p] = job(p)
+        try:
+            for p in range(0, len(pieces), t):
+                out[p] = job(p)
+        except BaseException:
+            self._drain()
+            raise
         self._wait()
         for p in range(len(pieces)):
             if p % t:
@@ -362,6 +391,8 @@ class ForkedWorkers:
                     a, b = self._range(w)
                     self.optimizer.step_range(self.a["gsum"], a, b, scalars)
                 else:
+                    for buf, o0, o1 in self._buffers(net):  # the network's statistics
+                        buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
                     pieces = [(a, min(a + par.eval_piece, n)) for a in range(0, n, par.eval_piece)]
                     for p in range(w, len(pieces), t):
                         a, b = pieces[p]

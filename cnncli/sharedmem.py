@@ -4,8 +4,9 @@ Ordinary NumPy memory is copied on write in a forked child, so a worker process 
 the values it was forked with. An array from `shared_zeros` lives in an anonymous MAP_SHARED
 mapping instead: the parent's later writes are the child's reads, and back. The network's
 packed parameters and the optimizer's flat state live there (cnncli.parallel_procs then
-reads and updates them in place from both processes); for everything else it is ordinary
-memory, released when the last view of it goes.
+reads and updates them in place from both processes). Note the other direction too: after
+any fork, a child's writes into such an array reach the parent. The memory is released when
+the last view of it goes.
 """
 
 from __future__ import annotations

@@ -350,3 +350,97 @@ def test_a_worker_that_starts_late_still_serves_every_command_without_polling_ou
         assert par._procs.can_update(opt)
         par.optimizer_step(opt)  # a second command
     assert time.perf_counter() - start < 10.0  # a hang guard, not a speed figure
+
+
+BATCHNORM = [SPECS[0], {"type": "batchnorm"}, *SPECS[1:]]
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_evaluation_after_training_uses_the_networks_batchnorm_statistics_on_every_worker(
+        backend: str) -> None:
+    # A worker's replica keeps its own shard's statistics from the last step; evaluation
+    # must use the network's merged ones (it once did not, for every other piece).
+    got = {}
+    for threads in (1, 2):
+        rng = np.random.default_rng(4)
+        net = build_model(SHAPE, BATCHNORM, rng=rng)
+        opt = build_optimizer({"type": "adam", "lr": 1e-2}, net.named_parameters())
+        x, y = _data(16, np.float32)
+        with DataParallel(net, build_loss("softmax_cross_entropy"), 2, threads, eval_piece=5,
+                          backend=backend, optimizer=opt) as par:
+            for _ in range(3):
+                par.train_step(x, y, rng)
+                par.optimizer_step(opt)
+            xx = np.concatenate([x, x], axis=-1)
+            got[threads] = par.forward(xx)  # 7 pieces
+            # the network's own statistics, the same pieces, all in the parent
+            whole = np.concatenate([net.forward(np.ascontiguousarray(xx[..., a:a + 5]))
+                                    for a in range(0, 32, 5)], axis=-1)
+    assert np.array_equal(got[1], got[2])
+    assert np.array_equal(got[2], whole)
+    running = net.named_buffers()["layers.1.running_mean"]
+    assert np.any(running != 0)  # the statistics did move
+
+
+def test_an_optimizer_with_only_a_step_method_still_trains_on_worker_processes() -> None:
+    from cnncli.optim import Optimizer
+
+    class PlainSGD(Optimizer):
+        def step(self, grads: dict[str, np.ndarray]) -> None:
+            for name, p in self.params.items():
+                p -= self.lr * grads[name]
+
+    results = []
+    for threads in (1, 2):
+        net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+        opt = PlainSGD(net.named_parameters(), lr=0.1)
+        x, y = _data(8, np.float32)
+        with DataParallel(net, build_loss("mse"), 2, threads, backend="processes",
+                          optimizer=opt) as par:
+            par.train_step(x, y)
+            assert par._procs is None or not par._procs.can_update(opt)
+            par.optimizer_step(opt)
+        results.append(net.named_parameters()["layers.0.weight"].copy())
+    assert np.array_equal(results[0], results[1])
+
+
+def test_a_failure_in_the_parents_shard_leaves_no_reply_unread() -> None:
+    import select
+
+    import cnncli.parallel as pl
+
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+    x, y = _data(8, np.float32)
+    with DataParallel(net, build_loss("mse"), 2, 2, backend="processes") as par:
+        original = pl.run_shard  # the workers are forked: they keep the original
+        try:
+            def broken(*args: Any, **kwargs: Any) -> Any:
+                raise ValueError("injected")
+
+            pl.run_shard = broken
+            with pytest.raises(ValueError, match="injected"):
+                par.train_step(x, y)
+        finally:
+            pl.run_shard = original
+        _, _, rep_r = par._procs.workers[0]
+        readable, _, _ = select.select([rep_r], [], [], 0.5)
+        assert readable == []  # the worker's reply to the failed step was read
+        one = par.train_step(x, y)  # and the next step pairs with its own reply
+    with DataParallel(net, build_loss("mse"), 2, 1) as ref:
+        assert ref.train_step(x, y).loss == one.loss
+
+
+def test_a_worker_that_died_is_a_clear_error_on_the_next_step() -> None:
+    import os
+    import signal
+
+    net = build_model(SHAPE, SPECS, rng=np.random.default_rng(0))
+    x, y = _data(8, np.float32)
+    with DataParallel(net, build_loss("mse"), 2, 2, backend="processes") as par:
+        par.train_step(x, y)
+        pid = par._procs.workers[0][0]
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        with pytest.raises(RuntimeError, match=f"worker process.*{pid}"):
+            par.train_step(x, y)
+        par._procs.workers = []  # nothing left to close
