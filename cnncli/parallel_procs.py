@@ -129,14 +129,22 @@ class ForkedWorkers:
                 raise RuntimeError(f"DataParallel worker process {pid} is gone ({e})") from e
         self.a["seq"][0] += 1  # after the writes: a worker that sees it finds its command
 
-    def _drain(self) -> None:
-        """Read the replies to the command just sent, whatever they are, when the parent's
-        own part failed: the next command then starts in step (else a later wait would take
-        this command's reply for its own, and read rows the worker has not written yet)."""
+    def _meanwhile(self, work: Any) -> None:
+        """Do the parent's own part of the command just sent, then wait for the workers'.
+
+        If the parent's part fails, the workers' replies are still read (whatever they say)
+        before the error goes on: the next command then starts in step. Else a later wait
+        would take this command's reply for its own, and read rows not written yet.
+        """
         try:
-            self._wait()
-        except (RuntimeError, OSError):
-            pass
+            work()
+        except BaseException:
+            try:
+                self._wait()
+            except (RuntimeError, OSError):
+                pass
+            raise
+        self._wait()
 
     def _wait(self) -> None:
         failed = []
@@ -219,13 +227,12 @@ class ForkedWorkers:
         self._buffers_in()  # before shard 0 updates the network's own
         self._send(b"T", n, seeds is not None)
         results: list[Any] = [None] * len(bounds)
-        try:
+
+        def mine() -> None:
             for s in range(0, len(bounds), t):
                 results[s] = job(s)
-        except BaseException:
-            self._drain()
-            raise
-        self._wait()
+
+        self._meanwhile(mine)
         for s in range(len(bounds)):
             if s % t == 0:
                 continue
@@ -291,12 +298,7 @@ class ForkedWorkers:
         self.a["scalars"][: len(scalars)] = scalars
         self._send(b"U", len(scalars), False)
         a, b = self._range(0)
-        try:
-            opt.step_range(self.a["gsum"], a, b, scalars)
-        except BaseException:
-            self._drain()
-            raise
-        self._wait()
+        self._meanwhile(lambda: opt.step_range(self.a["gsum"], a, b, scalars))
 
     def forward(self, x: np.ndarray, pieces: list[tuple[int, int]], job: Any) -> list[Any]:
         """Evaluation pieces: piece p on process p % threads; outputs in piece order."""
@@ -309,13 +311,12 @@ class ForkedWorkers:
         self._buffers_in()  # a worker evaluates with the network's statistics
         self._send(b"E", n, False)
         out: list[Any] = [None] * len(pieces)
-        try:
+
+        def mine() -> None:
             for p in range(0, len(pieces), t):
                 out[p] = job(p)
-        except BaseException:
-            self._drain()
-            raise
-        self._wait()
+
+        self._meanwhile(mine)
         for p in range(len(pieces)):
             if p % t:
                 a, b = pieces[p]
