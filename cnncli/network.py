@@ -20,7 +20,7 @@ import numpy as np
 
 from cnncli.errors import CheckpointError, ConfigError
 from cnncli.layers import LAYERS, Layer, LayerSpec, layer_for, parse_layer_spec
-from cnncli.sharedmem import shared_zeros
+from cnncli.sharedmem import shared_views
 
 Shape = tuple[int, ...]
 #: a network with more parameters than this is refused as a config error
@@ -282,13 +282,10 @@ def pack_parameters(layers: Sequence[Layer]) -> np.ndarray | None:
     params = [(layer, name, p) for layer in layers for name, p in layer.params.items()]
     if not params or len({p.dtype for _, _, p in params}) != 1:
         return None
-    flat = shared_zeros(sum(p.size for _, _, p in params), params[0][2].dtype)
-    a = 0
-    for layer, name, p in params:
-        view = flat[a : a + p.size].reshape(p.shape)
+    flat, views = shared_views([p.shape for _, _, p in params], params[0][2].dtype)
+    for (layer, name, p), view in zip(params, views, strict=True):
         view[...] = p
         layer.params[name] = view
-        a += p.size
     return flat
 
 

@@ -22,7 +22,7 @@ from pydantic import Field, model_validator
 
 from cnncli.errors import CheckpointError
 from cnncli.registry import Registry
-from cnncli.sharedmem import shared_zeros
+from cnncli.sharedmem import shared_views
 from cnncli.spec import PositiveInt, Real, Spec, check
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
@@ -84,16 +84,13 @@ class Optimizer:
         the arrays of one suffix are views into one flat array in shared memory (worker
         processes update their part of it, cnncli.parallel_procs); those are returned (else
         None per suffix)."""
-        flat = self.flat
-        wholes = [shared_zeros(flat.size, flat.dtype) if flat is not None else None
+        shapes = [p.shape for p in self.params.values()]
+        packed = [shared_views(shapes, self.flat.dtype) if self.flat is not None else None
                   for _ in suffixes]
-        a = 0
-        for k, p in self.params.items():
-            for suffix, whole in zip(suffixes, wholes, strict=True):
-                self.state[f"{k}{suffix}"] = (np.zeros_like(p) if whole is None
-                                              else whole[a : a + p.size].reshape(p.shape))
-            a += p.size
-        return wholes
+        for i, (k, p) in enumerate(self.params.items()):
+            for suffix, pair in zip(suffixes, packed, strict=True):
+                self.state[f"{k}{suffix}"] = np.zeros_like(p) if pair is None else pair[1][i]
+        return [pair[0] if pair is not None else None for pair in packed]
 
     def _flat_grads(self, grads: Mapping[str, np.ndarray]) -> np.ndarray | None:
         """The gradients gathered into one 1-D array in parameter order (exact copies, one

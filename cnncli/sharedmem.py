@@ -12,6 +12,7 @@ the last view of it goes.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,6 +26,18 @@ def shared_zeros(n: int, dtype: np.dtype | type) -> np.ndarray:
     dtype = np.dtype(dtype)
     buf = _SharedMap(-1, max(n * dtype.itemsize, 1))  # MAP_SHARED | MAP_ANONYMOUS, zeroed
     return np.frombuffer(buf, dtype=dtype, count=n)
+
+
+def shared_views(shapes: Sequence[tuple[int, ...]], dtype: np.dtype | type
+                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One shared_zeros array holding arrays of `shapes` back to back, and a view of each."""
+    flat = shared_zeros(sum(int(np.prod(s)) for s in shapes), dtype)
+    views, a = [], 0
+    for shape in shapes:
+        n = int(np.prod(shape))
+        views.append(flat[a : a + n].reshape(shape))
+        a += n
+    return flat, views
 
 
 def is_shared(a: np.ndarray) -> bool:
