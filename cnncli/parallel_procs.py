@@ -205,6 +205,11 @@ class ForkedWorkers:
         for buf, a, b in self._buffers(self.par.net):
             self.a["buf_in"][a:b] = buf.reshape(-1)
 
+    def _buffers_out(self, net: Any) -> None:
+        """In a worker: set its replica's buffers to those _buffers_in wrote."""
+        for buf, a, b in self._buffers(net):
+            buf[...] = self.a["buf_in"][a:b].reshape(buf.shape)
+
     def _buffers(self, net: Any) -> list[tuple[np.ndarray, int, int]]:
         return [(net.layers[i].buffers[k], a, b) for (i, k), a, b in
                 zip(self.bnames, self.boffsets[:-1], self.boffsets[1:], strict=True)]
@@ -378,8 +383,7 @@ class ForkedWorkers:
                         xs = self._x_of(a, b)
                         rng = np.random.Generator(np.random.PCG64(int(self.a["seeds"][s]))) \
                             if has_rng else None
-                        for buf, o0, o1 in self._buffers(net):  # the network's, as shard 0's
-                            buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
+                        self._buffers_out(net)  # the network's, as shard 0's
                         value, out = run_shard(net, loss, xs, self.a["y"][a:b].copy(), rng,
                                                (b - a) / n if len(bounds) > 1 else None)
                         self._grads_out(net, s)
@@ -392,8 +396,7 @@ class ForkedWorkers:
                     a, b = self._range(w)
                     self.optimizer.step_range(self.a["gsum"], a, b, scalars)
                 else:
-                    for buf, o0, o1 in self._buffers(net):  # the network's statistics
-                        buf[...] = self.a["buf_in"][o0:o1].reshape(buf.shape)
+                    self._buffers_out(net)  # the network's statistics
                     pieces = [(a, min(a + par.eval_piece, n)) for a in range(0, n, par.eval_piece)]
                     for p in range(w, len(pieces), t):
                         a, b = pieces[p]
